@@ -1,0 +1,92 @@
+package meter
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Entry kinds.
+const (
+	KindCharge  = "charge"
+	KindHold    = "hold"
+	KindSettle  = "settle"
+	KindRelease = "release"
+	KindRefund  = "refund"
+	KindCredit  = "credit"
+	KindDebit   = "debit"
+)
+
+// Entry is one change of an account's balance.
+type Entry struct {
+	// ID is opaque and strictly increasing per account.
+	ID string `json:"id"`
+
+	// Time is when the change happened, on the store's clock.
+	Time time.Time `json:"time"`
+
+	// Kind is one of the Kind constants.
+	Kind string `json:"kind"`
+
+	// Amount is positive, or 0 for a settle that charged nothing.
+	Amount int64 `json:"amount"`
+
+	// Balance is the available balance after the change.
+	Balance int64 `json:"balance"`
+
+	// Op is the request op, or the credit or debit id.
+	Op string `json:"op"`
+
+	// Detail depends on Kind: method and route for charge and hold, released
+	// and cut_off for settle, reason for release and refund, reason and by for
+	// credit and debit.
+	Detail Detail `json:"detail"`
+}
+
+// Detail holds an entry's kind-specific fields.
+type Detail struct {
+	Method   string
+	Route    string
+	Released int64
+	CutOff   bool
+	Reason   string
+	By       string
+}
+
+// timeLayout is RFC 3339 in UTC with milliseconds.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// MarshalJSON writes the entry with its time in RFC 3339 UTC with
+// milliseconds and only the detail fields of its kind.
+func (e Entry) MarshalJSON() ([]byte, error) {
+	var detail any
+	switch e.Kind {
+	case KindCharge, KindHold:
+		detail = struct {
+			Method string `json:"method"`
+			Route  string `json:"route"`
+		}{e.Detail.Method, e.Detail.Route}
+	case KindSettle:
+		detail = struct {
+			Released int64 `json:"released"`
+			CutOff   bool  `json:"cut_off"`
+		}{e.Detail.Released, e.Detail.CutOff}
+	case KindRelease, KindRefund:
+		detail = struct {
+			Reason string `json:"reason"`
+		}{e.Detail.Reason}
+	default:
+		detail = struct {
+			Reason string `json:"reason"`
+			By     string `json:"by"`
+		}{e.Detail.Reason, e.Detail.By}
+	}
+	return json.Marshal(struct {
+		ID      string `json:"id"`
+		Time    string `json:"time"`
+		Kind    string `json:"kind"`
+		Amount  int64  `json:"amount"`
+		Balance int64  `json:"balance"`
+		Op      string `json:"op"`
+		Detail  any    `json:"detail"`
+	}{e.ID, e.Time.UTC().Format(timeLayout), e.Kind, e.Amount, e.Balance, e.Op, detail})
+}

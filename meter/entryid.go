@@ -1,0 +1,17 @@
+package meter
+
+import (
+	"strconv"
+	"strings"
+)
+
+// parseEntryID splits an entry id "<ms>-<seq>" into its parts.
+func parseEntryID(id string) (ms, seq uint64, ok bool) {
+	a, b, found := strings.Cut(id, "-")
+	if !found || len(id) > 41 {
+		return 0, 0, false
+	}
+	ms, err1 := strconv.ParseUint(a, 10, 64)
+	seq, err2 := strconv.ParseUint(b, 10, 64)
+	return ms, seq, err1 == nil && err2 == nil
+}

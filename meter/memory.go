@@ -1,0 +1,620 @@
+package meter
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Memory is the embedded store: balances kept in this process for its life,
+// for one instance only. Nothing is persisted. It has the same semantics as
+// the Redis store and keeps time by Config.Now.
+type Memory struct {
+	cfg Config
+
+	mu       sync.RWMutex
+	accounts map[string]*memAccount
+	order    []string // ids of existing accounts, in order of creation
+}
+
+// NewMemory returns an empty memory store.
+func NewMemory(cfg Config) *Memory {
+	return &Memory{cfg: cfg.withDefaults(), accounts: make(map[string]*memAccount)}
+}
+
+// memAccount is one account's state. All of it is guarded by mu.
+type memAccount struct {
+	mu sync.Mutex
+	id string
+
+	exists  bool // false while the account only holds cancel tombstones
+	arrived bool
+	created time.Time
+	credited, charged, debited, refunded, held int64
+
+	ledger         []Entry // a ring of at most Retention entries
+	ledgerStart    int     // index of the oldest entry in ledger
+	lastMs, lastSq int64   // the last entry id
+
+	holds     map[string]*memHold
+	ops       map[string]*memOp
+	nextSweep int64 // when forgotten ops are next removed, in ms
+	credits   map[string]*memTransfer
+	debits    map[string]*memTransfer
+}
+
+// memHold is an open hold.
+type memHold struct {
+	amount  int64
+	expires int64 // ms
+}
+
+// memOp is what is remembered of a request op.
+type memOp struct {
+	kind      byte // 'c' charge, 'h' hold, 'x' tombstone of a cancel before apply
+	state     byte // 'o' open hold, 's' settled, 'r' released; 'c' for a charge
+	method    string
+	route     string
+	forgetAt  int64 // ms; 0 while the hold is open
+	cancelled bool
+
+	first   Receipt // the charge or hold
+	seq     int64   // the last extension applied
+	seqRcpt Receipt
+	settle  Settle
+	settled Receipt
+	release Receipt
+	refund  *Refund
+	refunds Receipt
+	cancel  Receipt
+}
+
+// memTransfer is what is remembered of a credit or debit id.
+type memTransfer struct {
+	amount  int64
+	reason  string
+	receipt TransferReceipt
+}
+
+func (m *Memory) Charge(ctx context.Context, c Charge) (Receipt, error) {
+	if err := c.validate(); err != nil {
+		return Receipt{}, err
+	}
+	var r Receipt
+	err := m.with(ctx, c.Account, true, func(a *memAccount, now int64) error {
+		a.arrive(m.cfg, c.Bonus, now)
+		if op := a.ops[c.Op]; op != nil {
+			if op.kind == 'x' || op.cancelled {
+				return ErrCancelled
+			}
+			if op.kind != 'c' {
+				return fmt.Errorf("%w: op was used for a hold", ErrConflict)
+			}
+			r = op.first
+			r.Replayed = true
+			return nil
+		}
+		if bal := a.balance(); bal < c.Amount {
+			return &InsufficientError{Balance: bal, Price: c.Amount}
+		}
+		a.charged += c.Amount
+		a.add(m.cfg, now, Entry{Kind: KindCharge, Amount: c.Amount, Op: c.Op, Detail: Detail{Method: c.Method, Route: c.Route}})
+		r = Receipt{Amount: c.Amount, Balance: a.balance()}
+		a.ops[c.Op] = &memOp{kind: 'c', state: 'c', first: r, forgetAt: now + m.cfg.OpRetention.Milliseconds()}
+		return nil
+	})
+	return r, err
+}
+
+func (m *Memory) Hold(ctx context.Context, h Hold) (Receipt, error) {
+	if err := h.validate(); err != nil {
+		return Receipt{}, err
+	}
+	var r Receipt
+	err := m.with(ctx, h.Account, true, func(a *memAccount, now int64) error {
+		a.arrive(m.cfg, h.Bonus, now)
+		if op := a.ops[h.Op]; op != nil {
+			if op.kind == 'x' || op.cancelled {
+				return ErrCancelled
+			}
+			if op.kind != 'h' {
+				return fmt.Errorf("%w: op was used for a charge", ErrConflict)
+			}
+			r = op.first
+			r.Replayed = true
+			return nil
+		}
+		bal := a.balance()
+		add := min(h.Max, bal)
+		if add < h.Min {
+			return &InsufficientError{Balance: bal, Price: h.Min}
+		}
+		expires := now + h.TTL.Milliseconds()
+		a.held += add
+		a.holds[h.Op] = &memHold{amount: add, expires: expires}
+		a.add(m.cfg, now, Entry{Kind: KindHold, Amount: add, Op: h.Op, Detail: Detail{Method: h.Method, Route: h.Route}})
+		r = Receipt{Amount: add, Held: add, Balance: a.balance(), Expires: time.UnixMilli(expires).UTC()}
+		a.ops[h.Op] = &memOp{kind: 'h', state: 'o', method: h.Method, route: h.Route, first: r}
+		return nil
+	})
+	return r, err
+}
+
+func (m *Memory) Extend(ctx context.Context, e Extend) (Receipt, error) {
+	if err := e.validate(); err != nil {
+		return Receipt{}, err
+	}
+	var r Receipt
+	err := m.with(ctx, e.Account, false, func(a *memAccount, now int64) error {
+		op, hold, err := a.openHold(e.Op)
+		if err != nil {
+			return err
+		}
+		if e.Seq <= op.seq {
+			r = op.seqRcpt
+			if e.Seq < op.seq {
+				r = Receipt{Held: hold.amount, Balance: a.balance(), Expires: time.UnixMilli(hold.expires).UTC()}
+			}
+			r.Replayed = true
+			return nil
+		}
+		bal := a.balance()
+		add := min(e.Max, bal)
+		if add < e.Min {
+			return &InsufficientError{Balance: bal, Price: e.Min}
+		}
+		hold.amount += add
+		hold.expires = now + e.TTL.Milliseconds()
+		a.held += add
+		if add > 0 {
+			a.add(m.cfg, now, Entry{Kind: KindHold, Amount: add, Op: e.Op, Detail: Detail{Method: op.method, Route: op.route}})
+		}
+		r = Receipt{Amount: add, Held: hold.amount, Balance: a.balance(), Expires: time.UnixMilli(hold.expires).UTC()}
+		op.seq, op.seqRcpt = e.Seq, r
+		return nil
+	})
+	return r, err
+}
+
+func (m *Memory) Settle(ctx context.Context, s Settle) (Receipt, error) {
+	if err := s.validate(); err != nil {
+		return Receipt{}, err
+	}
+	var r Receipt
+	err := m.with(ctx, s.Account, false, func(a *memAccount, now int64) error {
+		if op := a.ops[s.Op]; op != nil && op.kind == 'h' && op.state == 's' && !op.cancelled {
+			if op.settle != s {
+				return fmt.Errorf("%w: the hold was settled with other values", ErrConflict)
+			}
+			r = op.settled
+			r.Replayed = true
+			return nil
+		}
+		op, hold, err := a.openHold(s.Op)
+		if err != nil {
+			return err
+		}
+		if s.Amount > hold.amount {
+			return invalid("settle amount %d exceeds the hold of %d", s.Amount, hold.amount)
+		}
+		released := hold.amount - s.Amount
+		a.closeHold(s.Op)
+		a.held -= hold.amount
+		a.charged += s.Amount
+		a.add(m.cfg, now, Entry{Kind: KindSettle, Amount: s.Amount, Op: s.Op, Detail: Detail{Released: released, CutOff: s.CutOff}})
+		r = Receipt{Amount: s.Amount, Released: released, Balance: a.balance()}
+		op.state, op.settle, op.settled = 's', s, r
+		op.forgetAt = now + m.cfg.OpRetention.Milliseconds()
+		return nil
+	})
+	return r, err
+}
+
+func (m *Memory) Release(ctx context.Context, rl Release) (Receipt, error) {
+	if err := rl.validate(); err != nil {
+		return Receipt{}, err
+	}
+	var r Receipt
+	err := m.with(ctx, rl.Account, false, func(a *memAccount, now int64) error {
+		if op := a.ops[rl.Op]; op != nil && op.kind == 'h' && op.state == 'r' && !op.cancelled {
+			r = op.release
+			r.Replayed = true
+			return nil
+		}
+		op, hold, err := a.openHold(rl.Op)
+		if err != nil {
+			return err
+		}
+		a.closeHold(rl.Op)
+		a.held -= hold.amount
+		a.add(m.cfg, now, Entry{Kind: KindRelease, Amount: hold.amount, Op: rl.Op, Detail: Detail{Reason: rl.Reason}})
+		r = Receipt{Amount: hold.amount, Balance: a.balance()}
+		op.state, op.release = 'r', r
+		op.forgetAt = now + m.cfg.OpRetention.Milliseconds()
+		return nil
+	})
+	return r, err
+}
+
+func (m *Memory) Refund(ctx context.Context, rf Refund) (Receipt, error) {
+	if err := rf.validate(); err != nil {
+		return Receipt{}, err
+	}
+	var r Receipt
+	err := m.with(ctx, rf.Account, false, func(a *memAccount, now int64) error {
+		op := a.ops[rf.Op]
+		if op == nil {
+			return fmt.Errorf("%w: no such op", ErrNotFound)
+		}
+		if op.kind == 'x' || op.cancelled {
+			return ErrCancelled
+		}
+		if op.refund != nil {
+			if *op.refund != rf {
+				return fmt.Errorf("%w: the op was refunded with other values", ErrConflict)
+			}
+			r = op.refunds
+			r.Replayed = true
+			return nil
+		}
+		charged, err := op.charged()
+		if err != nil {
+			return err
+		}
+		if rf.Amount > charged {
+			return invalid("refund amount %d exceeds the %d charged", rf.Amount, charged)
+		}
+		if a.refunded+rf.Amount > MaxAmount {
+			return invalid("refunded total would exceed 2^53-1")
+		}
+		a.refunded += rf.Amount
+		a.add(m.cfg, now, Entry{Kind: KindRefund, Amount: rf.Amount, Op: rf.Op, Detail: Detail{Reason: rf.Reason}})
+		r = Receipt{Amount: rf.Amount, Balance: a.balance()}
+		op.refund, op.refunds = &rf, r
+		return nil
+	})
+	return r, err
+}
+
+func (m *Memory) Cancel(ctx context.Context, c Cancel) (Receipt, error) {
+	if err := c.validate(); err != nil {
+		return Receipt{}, err
+	}
+	var r Receipt
+	err := m.with(ctx, c.Account, false, func(a *memAccount, now int64) error {
+		op := a.ops[c.Op]
+		switch {
+		case op == nil:
+			r = Receipt{Balance: a.balance()}
+			a.ops[c.Op] = &memOp{kind: 'x', cancel: r, forgetAt: now + m.cfg.OpRetention.Milliseconds()}
+			return nil
+		case op.kind == 'x' || op.cancelled:
+			r = op.cancel
+			r.Replayed = true
+			return nil
+		}
+		if hold := a.holds[c.Op]; op.kind == 'h' && hold != nil {
+			a.closeHold(c.Op)
+			a.held -= hold.amount
+			a.add(m.cfg, now, Entry{Kind: KindRelease, Amount: hold.amount, Op: c.Op, Detail: Detail{Reason: ReasonNotForwarded}})
+			r.Amount = hold.amount
+		} else if charged, err := op.charged(); err == nil {
+			if back := charged - op.refunded(); back > 0 {
+				a.refunded += back
+				a.add(m.cfg, now, Entry{Kind: KindRefund, Amount: back, Op: c.Op, Detail: Detail{Reason: ReasonNotForwarded}})
+				r.Amount = back
+			}
+		}
+		r.Balance = a.balance()
+		op.cancelled, op.cancel = true, r
+		op.forgetAt = now + m.cfg.OpRetention.Milliseconds()
+		return nil
+	})
+	return r, err
+}
+
+func (m *Memory) Credit(ctx context.Context, t Transfer) (TransferReceipt, error) {
+	return m.transfer(ctx, t, KindCredit)
+}
+
+func (m *Memory) Debit(ctx context.Context, t Transfer) (TransferReceipt, error) {
+	return m.transfer(ctx, t, KindDebit)
+}
+
+func (m *Memory) transfer(ctx context.Context, t Transfer, kind string) (TransferReceipt, error) {
+	if err := t.validate(); err != nil {
+		return TransferReceipt{}, err
+	}
+	var r TransferReceipt
+	err := m.with(ctx, t.Account, true, func(a *memAccount, now int64) error {
+		ids := a.credits
+		if kind == KindDebit {
+			ids = a.debits
+		}
+		if prev := ids[t.ID]; prev != nil {
+			if prev.amount != t.Amount || prev.reason != t.Reason {
+				return fmt.Errorf("%w: the id was used with another amount or reason", ErrConflict)
+			}
+			r = prev.receipt
+			r.Replayed = true
+			return nil
+		}
+		bal := a.balance()
+		if kind == KindDebit {
+			if bal < t.Amount {
+				return &InsufficientError{Balance: bal, Price: t.Amount}
+			}
+			if a.debited+t.Amount > MaxAmount {
+				return invalid("debited total would exceed 2^53-1")
+			}
+			a.debited += t.Amount
+		} else {
+			if a.credited+t.Amount > MaxAmount || bal+a.held+t.Amount > MaxAmount {
+				return invalid("credited total or balance would exceed 2^53-1")
+			}
+			a.credited += t.Amount
+		}
+		e := a.add(m.cfg, now, Entry{Kind: kind, Amount: t.Amount, Op: t.ID, Detail: Detail{Reason: t.Reason, By: t.By}})
+		r = TransferReceipt{Account: t.Account, Balance: e.Balance, Entry: e}
+		ids[t.ID] = &memTransfer{amount: t.Amount, reason: t.Reason, receipt: r}
+		return nil
+	})
+	return r, err
+}
+
+func (m *Memory) Account(ctx context.Context, rd Read) (Account, error) {
+	if err := rd.validate(); err != nil {
+		return Account{}, err
+	}
+	var acct Account
+	err := m.read(ctx, rd, func(a *memAccount) {
+		acct = Account{
+			Account: a.id, Balance: a.balance(), Held: a.held,
+			Credited: a.credited, Charged: a.charged, Debited: a.debited, Refunded: a.refunded,
+			Created: a.created,
+		}
+	})
+	return acct, err
+}
+
+func (m *Memory) Ledger(ctx context.Context, q LedgerQuery) (LedgerPage, error) {
+	if err := q.validate(); err != nil {
+		return LedgerPage{}, err
+	}
+	page := LedgerPage{Account: q.Account, Entries: []Entry{}}
+	err := m.read(ctx, q.Read, func(a *memAccount) {
+		n := len(a.ledger)
+		i := n - 1 // walk newest to oldest, as offsets from ledgerStart
+		if q.Before != "" {
+			bms, bsq, _ := parseEntryID(q.Before)
+			// Entry ids increase along the ring, so find the first older one.
+			lo, hi := 0, n // the count of entries older than Before
+			for lo < hi {
+				mid := (lo + hi) / 2
+				ms, sq, _ := parseEntryID(a.ledger[(a.ledgerStart+mid)%n].ID)
+				if ms < bms || (ms == bms && sq < bsq) {
+					lo = mid + 1
+				} else {
+					hi = mid
+				}
+			}
+			i = lo - 1
+		}
+		for ; i >= 0 && len(page.Entries) < q.Limit; i-- {
+			page.Entries = append(page.Entries, a.ledger[(a.ledgerStart+i)%n])
+		}
+		if i >= 0 {
+			next := page.Entries[len(page.Entries)-1].ID
+			page.Next = &next
+		}
+	})
+	return page, err
+}
+
+func (m *Memory) Accounts(ctx context.Context, cursor string, limit int) (AccountPage, error) {
+	if err := ctx.Err(); err != nil {
+		return AccountPage{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	start := 0
+	if cursor != "" {
+		n, err := strconv.Atoi(cursor)
+		if err != nil || n < 0 {
+			return AccountPage{}, invalid("bad cursor")
+		}
+		start = n
+	}
+	if limit < 1 || limit > MaxLedgerLimit {
+		limit = DefaultLedgerLimit
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	start = min(start, len(m.order))
+	end := min(start+limit, len(m.order))
+	page := AccountPage{Accounts: slices.Clone(m.order[start:end])}
+	if page.Accounts == nil {
+		page.Accounts = []string{}
+	}
+	if end < len(m.order) {
+		next := strconv.Itoa(end)
+		page.Next = &next
+	}
+	return page, nil
+}
+
+// Drain returns at once: the memory store has no background work.
+func (m *Memory) Drain(context.Context) error { return nil }
+
+// Close does nothing: the memory store lives for the life of the process.
+func (m *Memory) Close() error { return nil }
+
+// read runs fn on an account after releasing its expired holds, creating it
+// and recording the caller's arrival in Caller mode.
+func (m *Memory) read(ctx context.Context, rd Read, fn func(*memAccount)) error {
+	return m.with(ctx, rd.Account, rd.Mode == Caller, func(a *memAccount, now int64) error {
+		if rd.Mode == Caller {
+			a.arrive(m.cfg, rd.Bonus, now)
+		} else if !a.exists {
+			return fmt.Errorf("%w: account was never seen", ErrNotFound)
+		}
+		fn(a)
+		return nil
+	})
+}
+
+// with runs fn on an account under its lock, after releasing its expired
+// holds. create makes the account exist; otherwise fn sees an account that
+// may not exist yet, and the account is created only to keep a tombstone.
+func (m *Memory) with(ctx context.Context, id string, create bool, fn func(*memAccount, int64) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	m.mu.RLock()
+	a := m.accounts[id]
+	m.mu.RUnlock()
+	if a == nil {
+		m.mu.Lock()
+		if a = m.accounts[id]; a == nil {
+			a = &memAccount{
+				id:      id,
+				holds:   make(map[string]*memHold),
+				ops:     make(map[string]*memOp),
+				credits: make(map[string]*memTransfer),
+				debits:  make(map[string]*memTransfer),
+			}
+			m.accounts[id] = a
+		}
+		m.mu.Unlock()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := m.cfg.Now().UnixMilli()
+	if create && !a.exists {
+		a.exists = true
+		a.created = time.UnixMilli(now).UTC()
+		m.mu.Lock()
+		m.order = append(m.order, id)
+		m.mu.Unlock()
+	}
+	a.expire(m.cfg, now)
+	a.forget(now, m.cfg.OpRetention.Milliseconds())
+	return fn(a, now)
+}
+
+func (a *memAccount) balance() int64 {
+	return a.credited - a.charged - a.debited + a.refunded - a.held
+}
+
+// arrive records the caller's first operation and credits the bonus, once.
+func (a *memAccount) arrive(cfg Config, bonus, now int64) {
+	if a.arrived {
+		return
+	}
+	a.arrived = true
+	if bonus > 0 && a.credited+bonus <= MaxAmount && a.balance()+a.held+bonus <= MaxAmount {
+		a.credited += bonus
+		a.add(cfg, now, Entry{Kind: KindCredit, Amount: bonus, Op: ReasonSignupBonus, Detail: Detail{Reason: ReasonSignupBonus, By: "tollgate"}})
+	}
+}
+
+// expire releases the holds whose expiry has passed.
+func (a *memAccount) expire(cfg Config, now int64) {
+	if !a.exists {
+		return
+	}
+	var expired []string
+	for op, h := range a.holds {
+		if h.expires <= now {
+			expired = append(expired, op)
+		}
+	}
+	slices.Sort(expired) // release in a stable order
+	for _, op := range expired {
+		h := a.holds[op]
+		a.closeHold(op)
+		a.held -= h.amount
+		a.add(cfg, now, Entry{Kind: KindRelease, Amount: h.amount, Op: op, Detail: Detail{Reason: ReasonExpired}})
+		if rec := a.ops[op]; rec != nil {
+			rec.forgetAt = now + cfg.OpRetention.Milliseconds()
+		}
+	}
+}
+
+// forget removes the ops whose retention has passed, at most once per
+// hundredth of the retention.
+func (a *memAccount) forget(now, retention int64) {
+	if now < a.nextSweep {
+		return
+	}
+	a.nextSweep = now + max(retention/100, 1)
+	for id, op := range a.ops {
+		if op.forgetAt != 0 && op.forgetAt <= now {
+			delete(a.ops, id)
+		}
+	}
+}
+
+// openHold returns the op's record and its open hold, or the error that says
+// why there is none.
+func (a *memAccount) openHold(op string) (*memOp, *memHold, error) {
+	rec := a.ops[op]
+	switch {
+	case rec == nil:
+		return nil, nil, fmt.Errorf("%w: no such hold", ErrNotFound)
+	case rec.kind == 'x' || rec.cancelled:
+		return nil, nil, ErrCancelled
+	case rec.kind != 'h':
+		return nil, nil, fmt.Errorf("%w: op is a charge, not a hold", ErrConflict)
+	}
+	hold := a.holds[op]
+	if hold == nil {
+		return nil, nil, ErrGone
+	}
+	return rec, hold, nil
+}
+
+func (a *memAccount) closeHold(op string) { delete(a.holds, op) }
+
+// charged returns what the op has charged: a charge's amount or a settled
+// hold's.
+func (op *memOp) charged() (int64, error) {
+	switch {
+	case op.kind == 'c':
+		return op.first.Amount, nil
+	case op.kind == 'h' && op.state == 's':
+		return op.settled.Amount, nil
+	}
+	return 0, invalid("op has charged nothing")
+}
+
+func (op *memOp) refunded() int64 {
+	if op.refund == nil {
+		return 0
+	}
+	return op.refund.Amount
+}
+
+// add appends an entry with the next id, the current balance and time, and
+// trims the ledger to the retention.
+func (a *memAccount) add(cfg Config, now int64, e Entry) Entry {
+	if now > a.lastMs {
+		a.lastMs, a.lastSq = now, 0
+	} else {
+		a.lastSq++
+	}
+	e.ID = strconv.FormatInt(a.lastMs, 10) + "-" + strconv.FormatInt(a.lastSq, 10)
+	e.Time = time.UnixMilli(now).UTC()
+	e.Balance = a.balance()
+	if len(a.ledger) < cfg.Retention {
+		a.ledger = append(a.ledger, e)
+	} else {
+		a.ledger[a.ledgerStart] = e
+		a.ledgerStart = (a.ledgerStart + 1) % len(a.ledger)
+	}
+	return e
+}
+
+// Interface guards
+var _ Store = (*Memory)(nil)

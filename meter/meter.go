@@ -1,0 +1,271 @@
+// Package meter is Tollgate's ledger: token balances and every operation that
+// changes them, each one atomic and idempotent.
+//
+// A Store keeps, for every account, the running totals credited, charged,
+// debited, refunded and held, an append-only ledger with one entry per change,
+// and the records that make operations idempotent. At every moment a client
+// can observe:
+//
+//	balance == credited - charged - debited + refunded - held
+//	balance >= 0, held >= 0
+//	held    == the sum of the account's open holds
+//
+// Two implementations share these semantics and one conformance suite
+// (package storetest): Redis, where every operation is one Lua script, and
+// Memory, the embedded default that lives for the life of the process.
+//
+// Request operations (Charge, Hold and what follows them) are identified by an
+// op id chosen by the gateway. Repeating an operation with the same op returns
+// the first result and changes nothing. Credits and debits are identified by
+// the caller's own id, kept apart from request ops and from each other.
+package meter
+
+import (
+	"context"
+	"time"
+)
+
+// MaxAmount is the largest amount or balance a store accepts: 2^53-1, the
+// largest integer that every part of the path (Lua, JSON) represents exactly.
+const MaxAmount = 1<<53 - 1
+
+// Defaults shared by both stores.
+const (
+	// DefaultRetention is how many ledger entries are kept per account.
+	DefaultRetention = 10000
+
+	// DefaultOpRetention is how long a request op is remembered after it
+	// closes.
+	DefaultOpRetention = 24 * time.Hour
+)
+
+// Store is a ledger of token balances. Every method is one atomic step. Errors
+// are ErrInvalid, ErrNotFound, ErrConflict, ErrGone, ErrCancelled,
+// *InsufficientError (which matches ErrInsufficient) or ErrUnavailable.
+//
+// Every operation first releases the account's expired holds, so what it
+// reports already reflects expiry.
+type Store interface {
+	// Charge takes Amount from the account's balance for a request. The
+	// account's first caller operation credits the sign-up bonus first.
+	Charge(ctx context.Context, c Charge) (Receipt, error)
+
+	// Hold sets aside up to Max tokens, and at least Min, for a request whose
+	// final price is not known yet.
+	Hold(ctx context.Context, h Hold) (Receipt, error)
+
+	// Extend adds up to Max tokens, and at least Min, to an open hold and
+	// renews its expiry. Extend is idempotent per op and sequence number.
+	Extend(ctx context.Context, e Extend) (Receipt, error)
+
+	// Settle charges Amount, at most what the hold holds, and releases the
+	// rest.
+	Settle(ctx context.Context, s Settle) (Receipt, error)
+
+	// Release releases an open hold in full.
+	Release(ctx context.Context, r Release) (Receipt, error)
+
+	// Refund gives back Amount, at most what the op charged, once per op.
+	Refund(ctx context.Context, r Refund) (Receipt, error)
+
+	// Cancel makes an op as if it never happened: a charge that applied is
+	// refunded and an open hold released, both with reason not_forwarded; an
+	// op that has not applied is tombstoned, so a later apply changes
+	// nothing. Cancel is idempotent.
+	Cancel(ctx context.Context, c Cancel) (Receipt, error)
+
+	// Credit adds tokens under the caller's id.
+	Credit(ctx context.Context, t Transfer) (TransferReceipt, error)
+
+	// Debit takes tokens under the caller's id, never below a zero balance.
+	Debit(ctx context.Context, t Transfer) (TransferReceipt, error)
+
+	// Account reads an account's totals.
+	Account(ctx context.Context, r Read) (Account, error)
+
+	// Ledger reads a page of an account's ledger, newest first.
+	Ledger(ctx context.Context, q LedgerQuery) (LedgerPage, error)
+
+	// Accounts lists accounts. Every account that exists for the whole walk
+	// appears at least once; a page may be empty while Next is still set.
+	Accounts(ctx context.Context, cursor string, limit int) (AccountPage, error)
+
+	// Drain waits until background work (cancels of ops whose outcome was
+	// unknown) is done, or ctx ends.
+	Drain(ctx context.Context) error
+
+	// Close releases the store's resources once its background work is done.
+	Close() error
+}
+
+// Charge is a request's up-front payment.
+type Charge struct {
+	Account string
+	Op      string
+	Amount  int64
+	Method  string // recorded in the ledger entry
+	Route   string // recorded in the ledger entry
+	Bonus   int64  // sign-up bonus credited if this is the caller's arrival
+}
+
+// Hold asks to set aside up to Max tokens and at least Min (1 <= Min <= Max).
+type Hold struct {
+	Account string
+	Op      string
+	Max     int64
+	Min     int64
+	TTL     time.Duration // the hold expires TTL after it was last extended
+	Method  string
+	Route   string
+	Bonus   int64
+}
+
+// Extend asks to add up to Max tokens and at least Min to an open hold, and
+// to renew its expiry to TTL from now. Max == 0 only renews. Seq numbers one
+// extension of the op; repeating a Seq repeats its first result.
+type Extend struct {
+	Account string
+	Op      string
+	Seq     int64
+	Max     int64
+	Min     int64
+	TTL     time.Duration
+}
+
+// Settle charges Amount of an open hold and releases the rest. CutOff records
+// that the response was cut off.
+type Settle struct {
+	Account string
+	Op      string
+	Amount  int64
+	CutOff  bool
+}
+
+// Release reasons recorded in the ledger.
+const (
+	ReasonExpired      = "expired"
+	ReasonRefundOn     = "refund_on"
+	ReasonNotForwarded = "not_forwarded"
+	ReasonSignupBonus  = "signup_bonus"
+)
+
+// Release releases an open hold in full, for Reason (ReasonRefundOn or
+// ReasonNotForwarded).
+type Release struct {
+	Account string
+	Op      string
+	Reason  string
+}
+
+// Refund gives back Amount of what the op charged, for Reason.
+type Refund struct {
+	Account string
+	Op      string
+	Amount  int64
+	Reason  string
+}
+
+// Cancel undoes an op whose outcome is unknown.
+type Cancel struct {
+	Account string
+	Op      string
+}
+
+// Receipt is the outcome of a request operation.
+type Receipt struct {
+	// Amount is what the operation moved: tokens charged, added to the hold,
+	// settled (charged), released, refunded, or given back by a cancel.
+	Amount int64
+
+	// Released is what a settle released.
+	Released int64
+
+	// Held is what the op's hold holds after the operation.
+	Held int64
+
+	// Balance is the account's available balance after the operation.
+	Balance int64
+
+	// Expires is when the op's hold expires, on the store's clock.
+	Expires time.Time
+
+	// Replayed reports that the op had already been applied, and this is its
+	// first result.
+	Replayed bool
+}
+
+// Transfer is an operator's credit or debit.
+type Transfer struct {
+	Account string
+	ID      string // the caller's id: 1-255 bytes, each 0x21-0x7E
+	Amount  int64
+	Reason  string // at most 256 printable bytes; may be empty
+	By      string // who made it; recorded, not compared on replay
+}
+
+// TransferReceipt is the outcome of a credit or debit.
+type TransferReceipt struct {
+	Account  string `json:"account"`
+	Balance  int64  `json:"balance"`
+	Entry    Entry  `json:"entry"`
+	Replayed bool   `json:"replayed"`
+}
+
+// Mode says who reads an account.
+type Mode int
+
+const (
+	// Operator reads never create an account; an unseen one is ErrNotFound.
+	Operator Mode = iota
+
+	// Caller reads create the account and record the caller's arrival,
+	// crediting the sign-up bonus.
+	Caller
+)
+
+// Read identifies an account read.
+type Read struct {
+	Account string
+	Mode    Mode
+	Bonus   int64 // used in Caller mode
+}
+
+// Account is an account's totals.
+type Account struct {
+	Account  string    `json:"account"`
+	Balance  int64     `json:"balance"`
+	Held     int64     `json:"held"`
+	Credited int64     `json:"credited"`
+	Charged  int64     `json:"charged"`
+	Debited  int64     `json:"debited"`
+	Refunded int64     `json:"refunded"`
+	Created  time.Time `json:"created"`
+}
+
+// DefaultLedgerLimit is the page size of a ledger read that gives none.
+const DefaultLedgerLimit = 50
+
+// MaxLedgerLimit is the largest ledger page.
+const MaxLedgerLimit = 1000
+
+// LedgerQuery asks for up to Limit entries older than Before (exclusive; empty
+// for the newest).
+type LedgerQuery struct {
+	Read
+	Before string
+	Limit  int
+}
+
+// LedgerPage is a page of entries, newest first. Next is the Before of the
+// following page, or empty at the end.
+type LedgerPage struct {
+	Account string  `json:"account"`
+	Entries []Entry `json:"entries"`
+	Next    *string `json:"next"`
+}
+
+// AccountPage is a page of account ids. Next is empty at the end.
+type AccountPage struct {
+	Accounts []string `json:"accounts"`
+	Next     *string  `json:"next"`
+}

@@ -1,0 +1,220 @@
+package meter
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultTimeout bounds one logical Redis operation, retries included.
+const DefaultTimeout = 200 * time.Millisecond
+
+// DefaultPrefix starts every Redis key.
+const DefaultPrefix = "tollgate"
+
+// RedisOptions configures a Redis store.
+type RedisOptions struct {
+	// URL is the server, as redis://[user:pass@]host:port/db or rediss://
+	// for TLS.
+	URL string
+
+	// Prefix starts every key. It has no braces or spaces. Default:
+	// tollgate.
+	Prefix string
+
+	// Timeout bounds one logical operation, retries included. Default: 200ms.
+	Timeout time.Duration
+
+	Config
+}
+
+// Redis is a store on Redis. Every operation is one Lua script on one
+// account's keys, which share a hash slot:
+// <prefix>:{<base64url of the account id>}:<name>.
+//
+// go-redis retries a command whose reply was lost; every script records its
+// op or id, so a retry returns the first result. A call that times out has an
+// unknown outcome: the script refuses to apply after a deadline measured on
+// Redis's own clock, and Charge and Hold cancel their op in the background
+// until Redis acknowledges.
+type Redis struct {
+	client  *redis.Client
+	prefix  string
+	timeout time.Duration
+	cfg     Config
+	clock   *redisClock
+	bg      *background
+
+	// Precomputed common script arguments.
+	retention string
+	opTTL     string
+}
+
+// NewRedis returns a Redis store. It does not connect: go-redis dials on the
+// first operation.
+func NewRedis(opts RedisOptions) (*Redis, error) {
+	if opts.URL == "" {
+		return nil, errors.New("redis url is required")
+	}
+	ropts, err := redis.ParseURL(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing redis url: %w", err)
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(opts.Prefix, "{} \t\r\n") {
+		return nil, errors.New("redis key prefix must not contain braces or spaces")
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Timeout < 0 {
+		return nil, errors.New("redis timeout must be positive")
+	}
+	// The context bounds every call; go-redis keeps its default retries,
+	// which are safe because every script is idempotent.
+	ropts.ContextTimeoutEnabled = true
+	ropts.DialTimeout = opts.Timeout
+	ropts.PoolTimeout = opts.Timeout
+	return newRedis(redis.NewClient(ropts), opts), nil
+}
+
+func newRedis(client *redis.Client, opts RedisOptions) *Redis {
+	cfg := opts.Config.withDefaults()
+	s := &Redis{
+		client:    client,
+		prefix:    opts.Prefix,
+		timeout:   opts.Timeout,
+		cfg:       cfg,
+		retention: strconv.Itoa(cfg.Retention),
+		opTTL:     strconv.FormatInt(cfg.OpRetention.Milliseconds(), 10),
+	}
+	s.clock = &redisClock{client: client, now: cfg.Now}
+	s.bg = newBackground(func() { client.Close() })
+	return s
+}
+
+// keys returns the account's keys, and the record key name when given.
+func (s *Redis) keys(account, record string) []string {
+	base := s.prefix + ":{" + base64.RawURLEncoding.EncodeToString([]byte(account)) + "}:"
+	keys := []string{base + "acct", base + "ledger", base + "holds", base + "expiry"}
+	if record != "" {
+		keys = append(keys, base+record)
+	}
+	return keys
+}
+
+// run runs a script within the store's timeout, passing the common
+// arguments. A deadline on Redis's clock is passed when deadline is true.
+func (s *Redis) run(ctx context.Context, script *redis.Script, keys []string, deadline bool, args ...any) ([]any, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	dl := int64(0)
+	if deadline {
+		var err error
+		if dl, err = s.clock.deadline(ctx); err != nil {
+			return nil, fmt.Errorf("%w: reading redis time: %v", ErrUnavailable, err)
+		}
+	}
+	argv := make([]any, 0, 3+len(args))
+	argv = append(argv, dl, s.retention, s.opTTL)
+	argv = append(argv, args...)
+	reply, err := script.Run(ctx, s.client, keys, argv...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if len(reply) == 0 {
+		return nil, fmt.Errorf("%w: empty script reply", ErrUnavailable)
+	}
+	return reply, replyError(reply)
+}
+
+// replyError turns a script's error reply into an error.
+func replyError(reply []any) error {
+	code, _ := reply[0].(string)
+	reason := func() string {
+		if len(reply) > 1 {
+			if s, ok := reply[1].(string); ok {
+				return s
+			}
+		}
+		return ""
+	}
+	switch code {
+	case "OK":
+		return nil
+	case "INVALID":
+		return fmt.Errorf("%w: %s", ErrInvalid, reason())
+	case "DEADLINE":
+		return fmt.Errorf("%w: the operation reached redis after its deadline", ErrUnavailable)
+	case "INSUFFICIENT":
+		return &InsufficientError{Balance: intAt(reply, 1), Price: intAt(reply, 2)}
+	case "CONFLICT":
+		return fmt.Errorf("%w: %s", ErrConflict, reason())
+	case "NOTFOUND":
+		return fmt.Errorf("%w: %s", ErrNotFound, reason())
+	case "GONE":
+		return ErrGone
+	case "CANCELLED":
+		return ErrCancelled
+	}
+	return fmt.Errorf("%w: unexpected script reply %q", ErrUnavailable, code)
+}
+
+// intAt returns reply[i] as an integer, or 0.
+func intAt(reply []any, i int) int64 {
+	if i >= len(reply) {
+		return 0
+	}
+	switch v := reply[i].(type) {
+	case int64:
+		return v
+	case string:
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	}
+	return 0
+}
+
+func strAt(reply []any, i int) string {
+	if i < len(reply) {
+		if s, ok := reply[i].(string); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// receipt reads a request operation's reply.
+func receipt(reply []any) Receipt {
+	r := Receipt{
+		Amount:   intAt(reply, 1),
+		Held:     intAt(reply, 2),
+		Balance:  intAt(reply, 3),
+		Released: intAt(reply, 4),
+		Replayed: intAt(reply, 6) == 1,
+	}
+	if ms := intAt(reply, 5); ms > 0 {
+		r.Expires = time.UnixMilli(ms).UTC()
+	}
+	return r
+}
+
+// Drain waits until the background cancels are acknowledged, or ctx ends.
+func (s *Redis) Drain(ctx context.Context) error { return s.bg.wait(ctx) }
+
+// Pending returns how many background cancels are still trying.
+func (s *Redis) Pending() int { return s.bg.pending() }
+
+// Close closes the client once the background cancels are done.
+func (s *Redis) Close() error {
+	s.bg.close()
+	return nil
+}

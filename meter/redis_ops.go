@@ -1,0 +1,291 @@
+package meter
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func (s *Redis) Charge(ctx context.Context, c Charge) (Receipt, error) {
+	if err := c.validate(); err != nil {
+		return Receipt{}, err
+	}
+	reply, err := s.run(ctx, scriptCharge, s.keys(c.Account, "op:"+c.Op), true,
+		c.Op, c.Amount, c.Bonus, c.Method, c.Route)
+	if err != nil {
+		s.cancelIfUnknown(err, c.Account, c.Op)
+		return Receipt{}, err
+	}
+	return receipt(reply), nil
+}
+
+func (s *Redis) Hold(ctx context.Context, h Hold) (Receipt, error) {
+	if err := h.validate(); err != nil {
+		return Receipt{}, err
+	}
+	reply, err := s.run(ctx, scriptHold, s.keys(h.Account, "op:"+h.Op), true,
+		h.Op, h.Max, h.Min, h.TTL.Milliseconds(), h.Bonus, h.Method, h.Route)
+	if err != nil {
+		s.cancelIfUnknown(err, h.Account, h.Op)
+		return Receipt{}, err
+	}
+	return receipt(reply), nil
+}
+
+func (s *Redis) Extend(ctx context.Context, e Extend) (Receipt, error) {
+	if err := e.validate(); err != nil {
+		return Receipt{}, err
+	}
+	return s.request(ctx, scriptExtend, e.Account, e.Op, e.Seq, e.Max, e.Min, e.TTL.Milliseconds())
+}
+
+func (s *Redis) Settle(ctx context.Context, st Settle) (Receipt, error) {
+	if err := st.validate(); err != nil {
+		return Receipt{}, err
+	}
+	cut := "0"
+	if st.CutOff {
+		cut = "1"
+	}
+	return s.request(ctx, scriptSettle, st.Account, st.Op, st.Amount, cut)
+}
+
+func (s *Redis) Release(ctx context.Context, r Release) (Receipt, error) {
+	if err := r.validate(); err != nil {
+		return Receipt{}, err
+	}
+	return s.request(ctx, scriptRelease, r.Account, r.Op, r.Reason)
+}
+
+func (s *Redis) Refund(ctx context.Context, r Refund) (Receipt, error) {
+	if err := r.validate(); err != nil {
+		return Receipt{}, err
+	}
+	return s.request(ctx, scriptRefund, r.Account, r.Op, r.Amount, r.Reason)
+}
+
+func (s *Redis) Cancel(ctx context.Context, c Cancel) (Receipt, error) {
+	if err := c.validate(); err != nil {
+		return Receipt{}, err
+	}
+	return s.request(ctx, scriptCancel, c.Account, c.Op)
+}
+
+// request runs a script on a request op's record.
+func (s *Redis) request(ctx context.Context, script *redis.Script, account, op string, args ...any) (Receipt, error) {
+	reply, err := s.run(ctx, script, s.keys(account, "op:"+op), true, append([]any{op}, args...)...)
+	if err != nil {
+		return Receipt{}, err
+	}
+	return receipt(reply), nil
+}
+
+// cancelIfUnknown cancels an op in the background, until Redis acknowledges,
+// when err leaves its outcome unknown: the script may have applied, or may
+// still apply once a frozen Redis wakes.
+func (s *Redis) cancelIfUnknown(err error, account, op string) {
+	if !errors.Is(err, ErrUnavailable) {
+		return
+	}
+	s.bg.goDo(func() {
+		backoff := 10 * time.Millisecond
+		for {
+			_, err := s.Cancel(context.Background(), Cancel{Account: account, Op: op})
+			if !errors.Is(err, ErrUnavailable) {
+				return
+			}
+			t := time.NewTimer(backoff)
+			<-t.C
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	})
+}
+
+func (s *Redis) Credit(ctx context.Context, t Transfer) (TransferReceipt, error) {
+	return s.transfer(ctx, t, KindCredit)
+}
+
+func (s *Redis) Debit(ctx context.Context, t Transfer) (TransferReceipt, error) {
+	return s.transfer(ctx, t, KindDebit)
+}
+
+func (s *Redis) transfer(ctx context.Context, t Transfer, kind string) (TransferReceipt, error) {
+	if err := t.validate(); err != nil {
+		return TransferReceipt{}, err
+	}
+	reply, err := s.run(ctx, scriptTransfer, s.keys(t.Account, kind+":"+t.ID), true,
+		kind, t.ID, t.Amount, t.Reason, t.By)
+	if err != nil {
+		return TransferReceipt{}, err
+	}
+	bal := intAt(reply, 1)
+	return TransferReceipt{
+		Account: t.Account,
+		Balance: bal,
+		Entry: Entry{
+			ID:      strAt(reply, 2),
+			Time:    time.UnixMilli(intAt(reply, 3)).UTC(),
+			Kind:    kind,
+			Amount:  t.Amount,
+			Balance: bal,
+			Op:      t.ID,
+			Detail:  Detail{Reason: t.Reason, By: strAt(reply, 5)},
+		},
+		Replayed: intAt(reply, 4) == 1,
+	}, nil
+}
+
+func (s *Redis) Account(ctx context.Context, r Read) (Account, error) {
+	if err := r.validate(); err != nil {
+		return Account{}, err
+	}
+	reply, err := s.run(ctx, scriptAccount, s.keys(r.Account, ""), false, r.Mode.String(), r.Bonus)
+	if err != nil {
+		return Account{}, err
+	}
+	a := Account{
+		Account:  r.Account,
+		Credited: intAt(reply, 1),
+		Charged:  intAt(reply, 2),
+		Debited:  intAt(reply, 3),
+		Refunded: intAt(reply, 4),
+		Held:     intAt(reply, 5),
+		Created:  time.UnixMilli(intAt(reply, 6)).UTC(),
+	}
+	a.Balance = a.Credited - a.Charged - a.Debited + a.Refunded - a.Held
+	return a, nil
+}
+
+func (s *Redis) Ledger(ctx context.Context, q LedgerQuery) (LedgerPage, error) {
+	if err := q.validate(); err != nil {
+		return LedgerPage{}, err
+	}
+	reply, err := s.run(ctx, scriptLedger, s.keys(q.Account, ""), false,
+		q.Mode.String(), q.Bonus, q.Before, q.Limit+1)
+	if err != nil {
+		return LedgerPage{}, err
+	}
+	raw, _ := reply[1].([]any)
+	page := LedgerPage{Account: q.Account, Entries: make([]Entry, 0, min(len(raw), q.Limit))}
+	for i, item := range raw {
+		if i == q.Limit {
+			next := page.Entries[i-1].ID
+			page.Next = &next
+			break
+		}
+		e, err := parseEntry(item)
+		if err != nil {
+			return LedgerPage{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		page.Entries = append(page.Entries, e)
+	}
+	return page, nil
+}
+
+// parseEntry reads a ledger entry as XREVRANGE gives it.
+func parseEntry(item any) (Entry, error) {
+	pair, _ := item.([]any)
+	if len(pair) != 2 {
+		return Entry{}, errors.New("malformed ledger entry")
+	}
+	id, _ := pair[0].(string)
+	fields, _ := pair[1].([]any)
+	e := Entry{ID: id}
+	for i := 0; i+1 < len(fields); i += 2 {
+		name, _ := fields[i].(string)
+		value, _ := fields[i+1].(string)
+		switch name {
+		case "t":
+			ms, _ := strconv.ParseInt(value, 10, 64)
+			e.Time = time.UnixMilli(ms).UTC()
+		case "k":
+			e.Kind = value
+		case "a":
+			e.Amount, _ = strconv.ParseInt(value, 10, 64)
+		case "b":
+			e.Balance, _ = strconv.ParseInt(value, 10, 64)
+		case "o":
+			e.Op = value
+		case "m":
+			e.Detail.Method = value
+		case "r":
+			e.Detail.Route = value
+		case "rl":
+			e.Detail.Released, _ = strconv.ParseInt(value, 10, 64)
+		case "co":
+			e.Detail.CutOff = value == "1"
+		case "rs":
+			e.Detail.Reason = value
+		case "by":
+			e.Detail.By = value
+		}
+	}
+	if e.ID == "" || e.Kind == "" {
+		return Entry{}, errors.New("malformed ledger entry")
+	}
+	return e, nil
+}
+
+func (s *Redis) Accounts(ctx context.Context, cursor string, limit int) (AccountPage, error) {
+	var from uint64
+	if cursor != "" {
+		n, err := strconv.ParseUint(cursor, 10, 64)
+		if err != nil {
+			return AccountPage{}, invalid("bad cursor")
+		}
+		from = n
+	}
+	if limit < 1 || limit > MaxLedgerLimit {
+		limit = DefaultLedgerLimit
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pattern := globEscape(s.prefix) + ":{*}:acct"
+	keys, next, err := s.client.Scan(ctx, from, pattern, int64(limit)).Result()
+	if err != nil {
+		return AccountPage{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	page := AccountPage{Accounts: make([]string, 0, len(keys))}
+	for _, k := range keys {
+		enc := strings.TrimSuffix(strings.TrimPrefix(k, s.prefix+":{"), "}:acct")
+		id, err := base64.RawURLEncoding.DecodeString(enc)
+		if err != nil || !ValidAccount(string(id)) {
+			continue
+		}
+		page.Accounts = append(page.Accounts, string(id))
+	}
+	if next != 0 {
+		n := strconv.FormatUint(next, 10)
+		page.Next = &n
+	}
+	return page, nil
+}
+
+// globEscape escapes the characters special to Redis's glob patterns.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// String returns the mode as the scripts name it.
+func (m Mode) String() string {
+	if m == Caller {
+		return "caller"
+	}
+	return "operator"
+}
+
+// Interface guards
+var _ Store = (*Redis)(nil)

@@ -1,0 +1,42 @@
+-- charge.lua: takes a request's price from the account's balance.
+--
+-- KEYS[1..4] the account (lib.lua); KEYS[5] the op record.
+-- ARGV[1..3] common (lib.lua); ARGV[4] op; ARGV[5] amount; ARGV[6] sign-up
+-- bonus; ARGV[7] method; ARGV[8] route.
+--
+-- Reply: {'OK', charged, 0, balance, 0, 0, replayed}, or an error reply
+-- (lib.lua). A repeated op replies with its first result.
+
+local function run()
+	local op, amount, bonus = ARGV[4], int(ARGV[5]), int(ARGV[6])
+	if not amount or amount < 1 then
+		return invalid('amount must be an integer in [1, 2^53-1]')
+	end
+	if not bonus then
+		return invalid('bonus must be an integer in [0, 2^53-1]')
+	end
+	local err = begin()
+	if err then
+		return err
+	end
+	arrive(bonus)
+	local rec
+	rec, err = oprecord('c', false, 'a', 'b')
+	if err then
+		return err
+	end
+	if rec.k then
+		return receipt(tonumber(rec.a), 0, tonumber(rec.b), 0, 0, true)
+	end
+	local bal = balance()
+	if bal < amount then
+		return {'INSUFFICIENT', bal, amount}
+	end
+	A.ch = A.ch + amount
+	entry('charge', amount, op, 'm', ARGV[7], 'r', ARGV[8])
+	redis.call('HSET', KEYS[5], 'k', 'c', 'a', fmt(amount), 'b', fmt(balance()))
+	redis.call('PEXPIRE', KEYS[5], fmt(OPTTL))
+	return receipt(amount, 0, balance(), 0, 0, false)
+end
+
+return finish(run())

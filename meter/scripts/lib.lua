@@ -1,0 +1,170 @@
+-- lib.lua: helpers prepended to every script of this directory.
+--
+-- Every script works on one account, whose keys share a hash slot:
+--   KEYS[1] the account hash: cr, ch, de, rf, hd (the running totals
+--           credited, charged, debited, refunded and held), ct (created, in
+--           ms on Redis's clock) and ar ("1" once the caller has arrived)
+--   KEYS[2] the ledger stream; each entry has the fields t (time in ms),
+--           k (kind), a (amount), b (balance after), o (op or id) and the
+--           detail fields m (method), r (route), rl (released), co (cut off,
+--           "0" or "1"), rs (reason) and by
+--   KEYS[3] the open holds hash: op -> amount held
+--   KEYS[4] the hold expiry sorted set: op scored by its expiry in ms
+--
+-- Every script takes three common arguments:
+--   ARGV[1] a deadline in ms on Redis's clock after which the script refuses
+--           to change anything (0 for none)
+--   ARGV[2] how many ledger entries to keep
+--   ARGV[3] how long, in ms, a closed request op is remembered
+--
+-- Error replies, shared by every script:
+--   {'INVALID', reason}         an argument was refused; nothing was written
+--   {'DEADLINE'}                the deadline had passed; nothing was written
+--   {'INSUFFICIENT', balance, price}
+--   {'CONFLICT', reason}        an op or id reused with other values
+--   {'NOTFOUND', reason}
+--   {'GONE'}                    the hold was settled, released or expired
+--   {'CANCELLED'}               the op was cancelled
+--
+-- Scripts validate every argument before their first write: Lua does not
+-- roll back.
+
+local MAX = 9007199254740991
+
+-- int parses a decimal integer in [0, MAX] strictly, or returns nil.
+local function int(v)
+	if type(v) ~= 'string' or #v < 1 or #v > 16 or not string.find(v, '^%d+$') then
+		return nil
+	end
+	if #v > 1 and string.byte(v, 1) == 48 then
+		return nil
+	end
+	local n = tonumber(v)
+	if n > MAX then
+		return nil
+	end
+	return n
+end
+
+-- fmt writes an integer without an exponent.
+local function fmt(n)
+	return string.format('%d', n)
+end
+
+local function invalid(reason)
+	return {'INVALID', reason}
+end
+
+local DEADLINE, RETENTION, OPTTL = int(ARGV[1]), int(ARGV[2]), int(ARGV[3])
+
+-- A is the account, loaded by begin and written back by finish.
+local A
+-- NOW is Redis's clock in ms, read by begin.
+local NOW
+
+local function balance()
+	return A.cr - A.ch - A.de + A.rf - A.hd
+end
+
+-- entry appends a ledger entry with the current balance and returns its id.
+local function entry(kind, amount, op, ...)
+	A.dirty = true
+	return redis.call('XADD', KEYS[2], 'MAXLEN', fmt(RETENTION), '*',
+		't', fmt(NOW), 'k', kind, 'a', fmt(amount), 'b', fmt(balance()), 'o', op, ...)
+end
+
+-- create makes the account exist.
+local function create()
+	if not A.exists then
+		A.exists, A.ct, A.dirty = true, NOW, true
+	end
+end
+
+-- arrive records the caller's first operation, crediting the bonus once.
+local function arrive(bonus)
+	create()
+	if A.ar then
+		return
+	end
+	A.ar, A.dirty = true, true
+	if bonus > 0 and A.cr + bonus <= MAX and balance() + A.hd + bonus <= MAX then
+		A.cr = A.cr + bonus
+		entry('credit', bonus, 'signup_bonus', 'rs', 'signup_bonus', 'by', 'tollgate')
+	end
+end
+
+-- closehold removes an open hold from the account and returns its amount.
+local function closehold(op)
+	local held = tonumber(redis.call('HGET', KEYS[3], op) or '0')
+	redis.call('HDEL', KEYS[3], op)
+	redis.call('ZREM', KEYS[4], op)
+	A.hd = A.hd - held
+	return held
+end
+
+-- begin checks the common arguments and the deadline, loads the account and
+-- releases its expired holds. It returns an error reply, or nil.
+local function begin()
+	if not DEADLINE or not RETENTION or RETENTION < 1 or not OPTTL or OPTTL < 1 then
+		return invalid('bad common arguments')
+	end
+	local t = redis.call('TIME')
+	NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+	if DEADLINE > 0 and NOW > DEADLINE then
+		return {'DEADLINE'}
+	end
+	local v = redis.call('HMGET', KEYS[1], 'cr', 'ch', 'de', 'rf', 'hd', 'ct', 'ar')
+	A = {
+		cr = tonumber(v[1] or '0'), ch = tonumber(v[2] or '0'), de = tonumber(v[3] or '0'),
+		rf = tonumber(v[4] or '0'), hd = tonumber(v[5] or '0'), ct = tonumber(v[6] or '0'),
+		ar = v[7] == '1', exists = v[6] ~= false, dirty = false,
+	}
+	if A.exists then
+		local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', NOW)
+		for i = 1, #expired do
+			local held = closehold(expired[i])
+			entry('release', held, expired[i], 'rs', 'expired')
+		end
+	end
+	return nil
+end
+
+-- finish writes the account back if it changed, and returns the reply.
+local function finish(reply)
+	if A and A.dirty then
+		redis.call('HSET', KEYS[1], 'cr', fmt(A.cr), 'ch', fmt(A.ch), 'de', fmt(A.de),
+			'rf', fmt(A.rf), 'hd', fmt(A.hd), 'ct', fmt(A.ct), 'ar', A.ar and '1' or '0')
+	end
+	return reply
+end
+
+-- receipt is the reply of a request operation.
+local function receipt(amount, held, bal, released, expires, replayed)
+	return {'OK', amount, held, bal, released, expires, replayed and 1 or 0}
+end
+
+-- oprecord reads the op record's fields k (kind: c charge, h hold,
+-- x tombstone), x ("1" once cancelled) and the named others. It returns the
+-- fields by name, and an error reply when the op is missing (if required),
+-- cancelled, or of another kind than want.
+local function oprecord(want, required, ...)
+	local names = {'k', 'x', ...}
+	local v = redis.call('HMGET', KEYS[5], unpack(names))
+	local rec = {}
+	for i = 1, #names do
+		rec[names[i]] = v[i]
+	end
+	if not rec.k then
+		if required then
+			return rec, {'NOTFOUND', 'no such op'}
+		end
+		return rec, nil
+	end
+	if rec.k == 'x' or rec.x == '1' then
+		return rec, {'CANCELLED'}
+	end
+	if want and rec.k ~= want then
+		return rec, {'CONFLICT', 'op was used for another kind of operation'}
+	end
+	return rec, nil
+end

@@ -1,0 +1,54 @@
+-- transfer.lua: an operator's credit or debit, under the operator's own id.
+-- The same id with the same amount and reason replies with the first result;
+-- with another amount or reason it is a conflict. Ids are kept for the life
+-- of the account. A debit never takes the balance below 0.
+--
+-- KEYS[1..4] the account (lib.lua); KEYS[5] the id's record.
+-- ARGV[1..3] common (lib.lua); ARGV[4] kind, "credit" or "debit"; ARGV[5] id;
+-- ARGV[6] amount; ARGV[7] reason; ARGV[8] by.
+--
+-- Reply: {'OK', balance, entry id, entry time in ms, replayed, by}, or an
+-- error reply (lib.lua).
+
+local function run()
+	local kind, id, amount, reason, by = ARGV[4], ARGV[5], int(ARGV[6]), ARGV[7], ARGV[8]
+	if kind ~= 'credit' and kind ~= 'debit' then
+		return invalid('kind must be credit or debit')
+	end
+	if not amount or amount < 1 then
+		return invalid('amount must be an integer in [1, 2^53-1]')
+	end
+	local err = begin()
+	if err then
+		return err
+	end
+	create()
+	local v = redis.call('HMGET', KEYS[5], 'a', 'r', 'b', 'e', 't', 'by')
+	if v[1] then
+		if tonumber(v[1]) ~= amount or v[2] ~= reason then
+			return {'CONFLICT', 'the id was used with another amount or reason'}
+		end
+		return {'OK', tonumber(v[3]), v[4], tonumber(v[5]), 1, v[6]}
+	end
+	local bal = balance()
+	if kind == 'debit' then
+		if bal < amount then
+			return {'INSUFFICIENT', bal, amount}
+		end
+		if A.de + amount > MAX then
+			return invalid('debited total would exceed 2^53-1')
+		end
+		A.de = A.de + amount
+	else
+		if A.cr + amount > MAX or bal + A.hd + amount > MAX then
+			return invalid('credited total or balance would exceed 2^53-1')
+		end
+		A.cr = A.cr + amount
+	end
+	local eid = entry(kind, amount, id, 'rs', reason, 'by', by)
+	redis.call('HSET', KEYS[5], 'a', fmt(amount), 'r', reason, 'b', fmt(balance()),
+		'e', eid, 't', fmt(NOW), 'by', by)
+	return {'OK', balance(), eid, NOW, 0, by}
+end
+
+return finish(run())

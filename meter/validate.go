@@ -1,0 +1,229 @@
+package meter
+
+import "time"
+
+// Limits on identifiers and text.
+const (
+	maxAccountLen = 128
+	maxOpLen      = 255
+	maxIDLen      = 255
+	maxReasonLen  = 256
+	maxLabelLen   = 1024 // method and route
+)
+
+// ValidAccount reports whether id is a valid account id: 1-128 bytes, each
+// 0x21-0x7E, and neither "." nor "..".
+func ValidAccount(id string) bool {
+	return len(id) <= maxAccountLen && printable(id, false) && id != "." && id != ".."
+}
+
+// ValidAmount reports whether n is in [0, MaxAmount].
+func ValidAmount(n int64) bool { return n >= 0 && n <= MaxAmount }
+
+// printable reports whether s is non-empty and every byte is 0x21-0x7E, or
+// also a space when spaces is true.
+func printable(s string, spaces bool) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 0x21 || c > 0x7e) && !(spaces && c == ' ') {
+			return false
+		}
+	}
+	return true
+}
+
+func checkAccount(id string) error {
+	if !ValidAccount(id) {
+		return invalid("account id must be 1-128 printable ASCII bytes without spaces, and not . or ..")
+	}
+	return nil
+}
+
+func checkOp(op string) error {
+	if len(op) > maxOpLen || !printable(op, false) {
+		return invalid("op must be 1-255 printable ASCII bytes without spaces")
+	}
+	return nil
+}
+
+// checkPositive checks an amount that must be in [1, MaxAmount].
+func checkPositive(name string, n int64) error {
+	if n < 1 || n > MaxAmount {
+		return invalid("%s must be an integer in [1, 2^53-1]", name)
+	}
+	return nil
+}
+
+// checkAmount checks an amount that must be in [0, MaxAmount].
+func checkAmount(name string, n int64) error {
+	if !ValidAmount(n) {
+		return invalid("%s must be an integer in [0, 2^53-1]", name)
+	}
+	return nil
+}
+
+func checkLabel(name, s string) error {
+	if len(s) > maxLabelLen {
+		return invalid("%s is longer than %d bytes", name, maxLabelLen)
+	}
+	return nil
+}
+
+func checkTTL(ttl time.Duration) error {
+	if ttl < time.Millisecond || ttl > 366*24*time.Hour {
+		return invalid("hold ttl must be between 1ms and 366 days")
+	}
+	return nil
+}
+
+func checkRequest(account, op string) error {
+	if err := checkAccount(account); err != nil {
+		return err
+	}
+	return checkOp(op)
+}
+
+func (c Charge) validate() error {
+	if err := checkRequest(c.Account, c.Op); err != nil {
+		return err
+	}
+	if err := checkPositive("amount", c.Amount); err != nil {
+		return err
+	}
+	if err := checkAmount("bonus", c.Bonus); err != nil {
+		return err
+	}
+	if err := checkLabel("method", c.Method); err != nil {
+		return err
+	}
+	return checkLabel("route", c.Route)
+}
+
+func (h Hold) validate() error {
+	if err := checkRequest(h.Account, h.Op); err != nil {
+		return err
+	}
+	if err := checkPositive("max", h.Max); err != nil {
+		return err
+	}
+	if err := checkPositive("min", h.Min); err != nil {
+		return err
+	}
+	if h.Min > h.Max {
+		return invalid("min must not exceed max")
+	}
+	if err := checkTTL(h.TTL); err != nil {
+		return err
+	}
+	if err := checkAmount("bonus", h.Bonus); err != nil {
+		return err
+	}
+	if err := checkLabel("method", h.Method); err != nil {
+		return err
+	}
+	return checkLabel("route", h.Route)
+}
+
+func (e Extend) validate() error {
+	if err := checkRequest(e.Account, e.Op); err != nil {
+		return err
+	}
+	if e.Seq < 1 || e.Seq > MaxAmount {
+		return invalid("seq must be an integer in [1, 2^53-1]")
+	}
+	if err := checkAmount("max", e.Max); err != nil {
+		return err
+	}
+	if err := checkAmount("min", e.Min); err != nil {
+		return err
+	}
+	if e.Min > e.Max {
+		return invalid("min must not exceed max")
+	}
+	if e.Max > 0 && e.Min == 0 {
+		return invalid("an extension that adds tokens needs min of at least 1")
+	}
+	return checkTTL(e.TTL)
+}
+
+func (s Settle) validate() error {
+	if err := checkRequest(s.Account, s.Op); err != nil {
+		return err
+	}
+	return checkAmount("amount", s.Amount)
+}
+
+func (r Release) validate() error {
+	if err := checkRequest(r.Account, r.Op); err != nil {
+		return err
+	}
+	if r.Reason != ReasonRefundOn && r.Reason != ReasonNotForwarded {
+		return invalid("release reason must be refund_on or not_forwarded")
+	}
+	return nil
+}
+
+func (r Refund) validate() error {
+	if err := checkRequest(r.Account, r.Op); err != nil {
+		return err
+	}
+	if err := checkPositive("amount", r.Amount); err != nil {
+		return err
+	}
+	if r.Reason != ReasonRefundOn && r.Reason != ReasonNotForwarded {
+		return invalid("refund reason must be refund_on or not_forwarded")
+	}
+	return nil
+}
+
+func (c Cancel) validate() error { return checkRequest(c.Account, c.Op) }
+
+func (t Transfer) validate() error {
+	if err := checkAccount(t.Account); err != nil {
+		return err
+	}
+	if len(t.ID) > maxIDLen || !printable(t.ID, false) {
+		return invalid("id must be 1-255 printable ASCII bytes without spaces")
+	}
+	if err := checkPositive("amount", t.Amount); err != nil {
+		return err
+	}
+	if len(t.Reason) > maxReasonLen || (t.Reason != "" && !printable(t.Reason, true)) {
+		return invalid("reason must be at most 256 printable bytes")
+	}
+	if len(t.By) > maxIDLen || (t.By != "" && !printable(t.By, false)) {
+		return invalid("by must be at most 255 printable ASCII bytes without spaces")
+	}
+	return nil
+}
+
+func (r Read) validate() error {
+	if err := checkAccount(r.Account); err != nil {
+		return err
+	}
+	if r.Mode != Caller && r.Mode != Operator {
+		return invalid("unknown read mode")
+	}
+	return checkAmount("bonus", r.Bonus)
+}
+
+func (q *LedgerQuery) validate() error {
+	if err := q.Read.validate(); err != nil {
+		return err
+	}
+	if q.Limit == 0 {
+		q.Limit = DefaultLedgerLimit
+	}
+	if q.Limit < 1 || q.Limit > MaxLedgerLimit {
+		return invalid("limit must be 1-1000")
+	}
+	if q.Before != "" {
+		if _, _, ok := parseEntryID(q.Before); !ok {
+			return invalid("before must be a ledger entry id")
+		}
+	}
+	return nil
+}
