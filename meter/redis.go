@@ -18,6 +18,9 @@ const DefaultTimeout = 200 * time.Millisecond
 // DefaultPrefix starts every Redis key.
 const DefaultPrefix = "tollgate"
 
+// defaultCheckTimeout bounds CheckConfig, which runs once at start.
+const defaultCheckTimeout = 2 * time.Second
+
 // RedisOptions configures a Redis store.
 type RedisOptions struct {
 	// URL is the server, as redis://[user:pass@]host:port/db or rediss://
