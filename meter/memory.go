@@ -33,6 +33,7 @@ type memAccount struct {
 	exists  bool // false while the account only holds cancel tombstones
 	arrived bool
 	created time.Time
+
 	credited, charged, debited, refunded, held int64
 
 	ledger         []Entry // a ring of at most Retention entries
@@ -79,6 +80,7 @@ type memTransfer struct {
 	receipt TransferReceipt
 }
 
+// Charge takes a request's price from the balance; see Store.
 func (m *Memory) Charge(ctx context.Context, c Charge) (Receipt, error) {
 	if err := c.validate(); err != nil {
 		return Receipt{}, err
@@ -109,6 +111,7 @@ func (m *Memory) Charge(ctx context.Context, c Charge) (Receipt, error) {
 	return r, err
 }
 
+// Hold sets tokens aside for a request; see Store.
 func (m *Memory) Hold(ctx context.Context, h Hold) (Receipt, error) {
 	if err := h.validate(); err != nil {
 		return Receipt{}, err
@@ -143,6 +146,7 @@ func (m *Memory) Hold(ctx context.Context, h Hold) (Receipt, error) {
 	return r, err
 }
 
+// Extend adds to an open hold and renews it; see Store.
 func (m *Memory) Extend(ctx context.Context, e Extend) (Receipt, error) {
 	if err := e.validate(); err != nil {
 		return Receipt{}, err
@@ -179,6 +183,7 @@ func (m *Memory) Extend(ctx context.Context, e Extend) (Receipt, error) {
 	return r, err
 }
 
+// Settle charges what a hold delivered and releases the rest; see Store.
 func (m *Memory) Settle(ctx context.Context, s Settle) (Receipt, error) {
 	if err := s.validate(); err != nil {
 		return Receipt{}, err
@@ -213,6 +218,7 @@ func (m *Memory) Settle(ctx context.Context, s Settle) (Receipt, error) {
 	return r, err
 }
 
+// Release releases an open hold in full; see Store.
 func (m *Memory) Release(ctx context.Context, rl Release) (Receipt, error) {
 	if err := rl.validate(); err != nil {
 		return Receipt{}, err
@@ -239,6 +245,7 @@ func (m *Memory) Release(ctx context.Context, rl Release) (Receipt, error) {
 	return r, err
 }
 
+// Refund gives back what an op charged; see Store.
 func (m *Memory) Refund(ctx context.Context, rf Refund) (Receipt, error) {
 	if err := rf.validate(); err != nil {
 		return Receipt{}, err
@@ -279,6 +286,7 @@ func (m *Memory) Refund(ctx context.Context, rf Refund) (Receipt, error) {
 	return r, err
 }
 
+// Cancel makes an op as if it never happened; see Store.
 func (m *Memory) Cancel(ctx context.Context, c Cancel) (Receipt, error) {
 	if err := c.validate(); err != nil {
 		return Receipt{}, err
@@ -316,10 +324,12 @@ func (m *Memory) Cancel(ctx context.Context, c Cancel) (Receipt, error) {
 	return r, err
 }
 
+// Credit adds tokens under the operator's id; see Store.
 func (m *Memory) Credit(ctx context.Context, t Transfer) (TransferReceipt, error) {
 	return m.transfer(ctx, t, KindCredit)
 }
 
+// Debit takes tokens under the operator's id; see Store.
 func (m *Memory) Debit(ctx context.Context, t Transfer) (TransferReceipt, error) {
 	return m.transfer(ctx, t, KindDebit)
 }
@@ -365,6 +375,7 @@ func (m *Memory) transfer(ctx context.Context, t Transfer, kind string) (Transfe
 	return r, err
 }
 
+// Account reads an account's totals; see Store.
 func (m *Memory) Account(ctx context.Context, rd Read) (Account, error) {
 	if err := rd.validate(); err != nil {
 		return Account{}, err
@@ -380,6 +391,7 @@ func (m *Memory) Account(ctx context.Context, rd Read) (Account, error) {
 	return acct, err
 }
 
+// Ledger reads a page of an account's ledger; see Store.
 func (m *Memory) Ledger(ctx context.Context, q LedgerQuery) (LedgerPage, error) {
 	if err := q.validate(); err != nil {
 		return LedgerPage{}, err
@@ -414,6 +426,7 @@ func (m *Memory) Ledger(ctx context.Context, q LedgerQuery) (LedgerPage, error) 
 	return page, err
 }
 
+// Accounts lists accounts; see Store.
 func (m *Memory) Accounts(ctx context.Context, cursor string, limit int) (AccountPage, error) {
 	if err := ctx.Err(); err != nil {
 		return AccountPage{}, fmt.Errorf("%w: %v", ErrUnavailable, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// Charge takes a request's price from the balance; see Store.
 func (s *Redis) Charge(ctx context.Context, c Charge) (Receipt, error) {
 	if err := c.validate(); err != nil {
 		return Receipt{}, err
@@ -25,6 +26,7 @@ func (s *Redis) Charge(ctx context.Context, c Charge) (Receipt, error) {
 	return receipt(reply), nil
 }
 
+// Hold sets tokens aside for a request; see Store.
 func (s *Redis) Hold(ctx context.Context, h Hold) (Receipt, error) {
 	if err := h.validate(); err != nil {
 		return Receipt{}, err
@@ -38,6 +40,7 @@ func (s *Redis) Hold(ctx context.Context, h Hold) (Receipt, error) {
 	return receipt(reply), nil
 }
 
+// Extend adds to an open hold and renews it; see Store.
 func (s *Redis) Extend(ctx context.Context, e Extend) (Receipt, error) {
 	if err := e.validate(); err != nil {
 		return Receipt{}, err
@@ -45,6 +48,7 @@ func (s *Redis) Extend(ctx context.Context, e Extend) (Receipt, error) {
 	return s.request(ctx, scriptExtend, e.Account, e.Op, e.Seq, e.Max, e.Min, e.TTL.Milliseconds())
 }
 
+// Settle charges what a hold delivered and releases the rest; see Store.
 func (s *Redis) Settle(ctx context.Context, st Settle) (Receipt, error) {
 	if err := st.validate(); err != nil {
 		return Receipt{}, err
@@ -56,6 +60,7 @@ func (s *Redis) Settle(ctx context.Context, st Settle) (Receipt, error) {
 	return s.request(ctx, scriptSettle, st.Account, st.Op, st.Amount, cut)
 }
 
+// Release releases an open hold in full; see Store.
 func (s *Redis) Release(ctx context.Context, r Release) (Receipt, error) {
 	if err := r.validate(); err != nil {
 		return Receipt{}, err
@@ -63,6 +68,7 @@ func (s *Redis) Release(ctx context.Context, r Release) (Receipt, error) {
 	return s.request(ctx, scriptRelease, r.Account, r.Op, r.Reason)
 }
 
+// Refund gives back what an op charged; see Store.
 func (s *Redis) Refund(ctx context.Context, r Refund) (Receipt, error) {
 	if err := r.validate(); err != nil {
 		return Receipt{}, err
@@ -70,6 +76,7 @@ func (s *Redis) Refund(ctx context.Context, r Refund) (Receipt, error) {
 	return s.request(ctx, scriptRefund, r.Account, r.Op, r.Amount, r.Reason)
 }
 
+// Cancel makes an op as if it never happened; see Store.
 func (s *Redis) Cancel(ctx context.Context, c Cancel) (Receipt, error) {
 	if err := c.validate(); err != nil {
 		return Receipt{}, err
@@ -107,10 +114,12 @@ func (s *Redis) cancelIfUnknown(err error, account, op string) {
 	})
 }
 
+// Credit adds tokens under the operator's id; see Store.
 func (s *Redis) Credit(ctx context.Context, t Transfer) (TransferReceipt, error) {
 	return s.transfer(ctx, t, KindCredit)
 }
 
+// Debit takes tokens under the operator's id; see Store.
 func (s *Redis) Debit(ctx context.Context, t Transfer) (TransferReceipt, error) {
 	return s.transfer(ctx, t, KindDebit)
 }
@@ -141,6 +150,7 @@ func (s *Redis) transfer(ctx context.Context, t Transfer, kind string) (Transfer
 	}, nil
 }
 
+// Account reads an account's totals; see Store.
 func (s *Redis) Account(ctx context.Context, r Read) (Account, error) {
 	if err := r.validate(); err != nil {
 		return Account{}, err
@@ -162,6 +172,7 @@ func (s *Redis) Account(ctx context.Context, r Read) (Account, error) {
 	return a, nil
 }
 
+// Ledger reads a page of an account's ledger; see Store.
 func (s *Redis) Ledger(ctx context.Context, q LedgerQuery) (LedgerPage, error) {
 	if err := q.validate(); err != nil {
 		return LedgerPage{}, err
@@ -232,6 +243,7 @@ func parseEntry(item any) (Entry, error) {
 	return e, nil
 }
 
+// Accounts lists accounts; see Store.
 func (s *Redis) Accounts(ctx context.Context, cursor string, limit int) (AccountPage, error) {
 	var from uint64
 	if cursor != "" {
