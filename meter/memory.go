@@ -86,7 +86,7 @@ func (m *Memory) Charge(ctx context.Context, c Charge) (Receipt, error) {
 		return Receipt{}, err
 	}
 	var r Receipt
-	err := m.with(ctx, c.Account, true, func(a *memAccount, now int64) error {
+	err := m.with(ctx, c.Account, true, false, func(a *memAccount, now int64) error {
 		a.arrive(m.cfg, c.Bonus, now)
 		if op := a.ops[c.Op]; op != nil {
 			if op.kind == 'x' || op.cancelled {
@@ -117,7 +117,7 @@ func (m *Memory) Hold(ctx context.Context, h Hold) (Receipt, error) {
 		return Receipt{}, err
 	}
 	var r Receipt
-	err := m.with(ctx, h.Account, true, func(a *memAccount, now int64) error {
+	err := m.with(ctx, h.Account, true, false, func(a *memAccount, now int64) error {
 		a.arrive(m.cfg, h.Bonus, now)
 		if op := a.ops[h.Op]; op != nil {
 			if op.kind == 'x' || op.cancelled {
@@ -152,7 +152,7 @@ func (m *Memory) Extend(ctx context.Context, e Extend) (Receipt, error) {
 		return Receipt{}, err
 	}
 	var r Receipt
-	err := m.with(ctx, e.Account, false, func(a *memAccount, now int64) error {
+	err := m.with(ctx, e.Account, false, false, func(a *memAccount, now int64) error {
 		op, hold, err := a.openHold(e.Op)
 		if err != nil {
 			return err
@@ -189,7 +189,7 @@ func (m *Memory) Settle(ctx context.Context, s Settle) (Receipt, error) {
 		return Receipt{}, err
 	}
 	var r Receipt
-	err := m.with(ctx, s.Account, false, func(a *memAccount, now int64) error {
+	err := m.with(ctx, s.Account, false, false, func(a *memAccount, now int64) error {
 		if op := a.ops[s.Op]; op != nil && op.kind == 'h' && op.state == 's' && !op.cancelled {
 			if op.settle != s {
 				return fmt.Errorf("%w: the hold was settled with other values", ErrConflict)
@@ -224,7 +224,7 @@ func (m *Memory) Release(ctx context.Context, rl Release) (Receipt, error) {
 		return Receipt{}, err
 	}
 	var r Receipt
-	err := m.with(ctx, rl.Account, false, func(a *memAccount, now int64) error {
+	err := m.with(ctx, rl.Account, false, false, func(a *memAccount, now int64) error {
 		if op := a.ops[rl.Op]; op != nil && op.kind == 'h' && op.state == 'r' && !op.cancelled {
 			r = op.release
 			r.Replayed = true
@@ -251,7 +251,7 @@ func (m *Memory) Refund(ctx context.Context, rf Refund) (Receipt, error) {
 		return Receipt{}, err
 	}
 	var r Receipt
-	err := m.with(ctx, rf.Account, false, func(a *memAccount, now int64) error {
+	err := m.with(ctx, rf.Account, false, false, func(a *memAccount, now int64) error {
 		op := a.ops[rf.Op]
 		if op == nil {
 			return fmt.Errorf("%w: no such op", ErrNotFound)
@@ -292,7 +292,7 @@ func (m *Memory) Cancel(ctx context.Context, c Cancel) (Receipt, error) {
 		return Receipt{}, err
 	}
 	var r Receipt
-	err := m.with(ctx, c.Account, false, func(a *memAccount, now int64) error {
+	err := m.with(ctx, c.Account, false, true, func(a *memAccount, now int64) error {
 		op := a.ops[c.Op]
 		switch {
 		case op == nil:
@@ -339,7 +339,7 @@ func (m *Memory) transfer(ctx context.Context, t Transfer, kind string) (Transfe
 		return TransferReceipt{}, err
 	}
 	var r TransferReceipt
-	err := m.with(ctx, t.Account, true, func(a *memAccount, now int64) error {
+	err := m.with(ctx, t.Account, true, false, func(a *memAccount, now int64) error {
 		ids := a.credits
 		if kind == KindDebit {
 			ids = a.debits
@@ -466,7 +466,7 @@ func (m *Memory) Close() error { return nil }
 // read runs fn on an account after releasing its expired holds, creating it
 // and recording the caller's arrival in Caller mode.
 func (m *Memory) read(ctx context.Context, rd Read, fn func(*memAccount)) error {
-	return m.with(ctx, rd.Account, rd.Mode == Caller, func(a *memAccount, now int64) error {
+	return m.with(ctx, rd.Account, rd.Mode == Caller, false, func(a *memAccount, now int64) error {
 		if rd.Mode == Caller {
 			a.arrive(m.cfg, rd.Bonus, now)
 		} else if !a.exists {
@@ -478,25 +478,24 @@ func (m *Memory) read(ctx context.Context, rd Read, fn func(*memAccount)) error 
 }
 
 // with runs fn on an account under its lock, after releasing its expired
-// holds. create makes the account exist; otherwise fn sees an account that
-// may not exist yet, and the account is created only to keep a tombstone.
-func (m *Memory) with(ctx context.Context, id string, create bool, fn func(*memAccount, int64) error) error {
+// holds. create makes the account exist. Otherwise fn may see an account that
+// does not exist, which is stored, without existing, only when keep is set,
+// to hold a cancel's tombstone.
+func (m *Memory) with(ctx context.Context, id string, create, keep bool, fn func(*memAccount, int64) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	m.mu.RLock()
 	a := m.accounts[id]
 	m.mu.RUnlock()
+	if a == nil && !create && !keep {
+		// Nothing is kept of an account that does not exist.
+		a = newMemAccount(id)
+	}
 	if a == nil {
 		m.mu.Lock()
 		if a = m.accounts[id]; a == nil {
-			a = &memAccount{
-				id:      id,
-				holds:   make(map[string]*memHold),
-				ops:     make(map[string]*memOp),
-				credits: make(map[string]*memTransfer),
-				debits:  make(map[string]*memTransfer),
-			}
+			a = newMemAccount(id)
 			m.accounts[id] = a
 		}
 		m.mu.Unlock()
@@ -514,6 +513,16 @@ func (m *Memory) with(ctx context.Context, id string, create bool, fn func(*memA
 	a.expire(m.cfg, now)
 	a.forget(now, m.cfg.OpRetention.Milliseconds())
 	return fn(a, now)
+}
+
+func newMemAccount(id string) *memAccount {
+	return &memAccount{
+		id:      id,
+		holds:   make(map[string]*memHold),
+		ops:     make(map[string]*memOp),
+		credits: make(map[string]*memTransfer),
+		debits:  make(map[string]*memTransfer),
+	}
 }
 
 func (a *memAccount) balance() int64 {

@@ -131,7 +131,7 @@ func (s *Redis) run(ctx context.Context, script *redis.Script, keys []string, de
 	argv = append(argv, args...)
 	reply, err := script.Run(ctx, s.client, keys, argv...).Slice()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if len(reply) == 0 {
 		return nil, fmt.Errorf("%w: empty script reply", ErrUnavailable)

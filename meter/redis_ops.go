@@ -104,7 +104,7 @@ func (s *Redis) cancelIfUnknown(err error, account, op string) {
 		backoff := 10 * time.Millisecond
 		for {
 			_, err := s.Cancel(context.Background(), Cancel{Account: account, Op: op})
-			if !errors.Is(err, ErrUnavailable) {
+			if !errors.Is(err, ErrUnavailable) || errors.Is(err, redis.ErrClosed) {
 				return
 			}
 			t := time.NewTimer(backoff)
