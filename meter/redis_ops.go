@@ -133,20 +133,20 @@ func (s *Redis) transfer(ctx context.Context, t Transfer, kind string) (Transfer
 	if err != nil {
 		return TransferReceipt{}, err
 	}
-	bal := intAt(reply, 1)
+	bal, id := intAt(reply, 1), strAt(reply, 2)
 	return TransferReceipt{
 		Account: t.Account,
 		Balance: bal,
 		Entry: Entry{
-			ID:      strAt(reply, 2),
-			Time:    time.UnixMilli(intAt(reply, 3)).UTC(),
+			ID:      id,
+			Time:    entryTime(id),
 			Kind:    kind,
 			Amount:  t.Amount,
 			Balance: bal,
 			Op:      t.ID,
-			Detail:  Detail{Reason: t.Reason, By: strAt(reply, 5)},
+			Detail:  Detail{Reason: t.Reason, By: strAt(reply, 4)},
 		},
-		Replayed: intAt(reply, 4) == 1,
+		Replayed: intAt(reply, 3) == 1,
 	}, nil
 }
 
@@ -207,14 +207,11 @@ func parseEntry(item any) (Entry, error) {
 	}
 	id, _ := pair[0].(string)
 	fields, _ := pair[1].([]any)
-	e := Entry{ID: id}
+	e := Entry{ID: id, Time: entryTime(id)}
 	for i := 0; i+1 < len(fields); i += 2 {
 		name, _ := fields[i].(string)
 		value, _ := fields[i+1].(string)
 		switch name {
-		case "t":
-			ms, _ := strconv.ParseInt(value, 10, 64)
-			e.Time = time.UnixMilli(ms).UTC()
 		case "k":
 			e.Kind = value
 		case "a":

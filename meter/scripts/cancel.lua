@@ -15,24 +15,23 @@ local function run()
 	if err then
 		return err
 	end
-	local v = redis.call('HMGET', KEYS[5], 'k', 'x', 's', 'a', 'sa', 'fa', 'ca', 'cb')
-	local kind, cancelled, state, charged, settled, refunded = v[1], v[2], v[3], v[4], v[5], v[6]
-	if kind == 'x' or cancelled == '1' then
-		return receipt(tonumber(v[7]), 0, tonumber(v[8]), 0, 0, true)
+	local rec = record()
+	if rec and (rec.k == 'x' or rec.x) then
+		return receipt(rec.ca, 0, rec.cb, 0, 0, true)
 	end
 	local back = 0
-	if not kind then
-		redis.call('HSET', KEYS[5], 'k', 'x')
-	elseif kind == 'h' and state == 'o' and redis.call('HGET', KEYS[3], op) then
+	if not rec then
+		rec = {k = 'x'}
+	elseif rec.k == 'h' and rec.s == 'o' and redis.call('HGET', KEYS[3], op) then
 		back = closehold(op)
 		entry('release', back, op, 'rs', 'not_forwarded')
 	else
-		if kind == 'c' then
-			back = tonumber(charged)
-		elseif state == 's' then
-			back = tonumber(settled)
+		if rec.k == 'c' then
+			back = rec.a
+		elseif rec.s == 's' then
+			back = rec.sa
 		end
-		back = back - tonumber(refunded or '0')
+		back = back - (rec.fa or 0)
 		if back > 0 then
 			A.rf = A.rf + back
 			entry('refund', back, op, 'rs', 'not_forwarded')
@@ -40,8 +39,8 @@ local function run()
 			back = 0
 		end
 	end
-	redis.call('HSET', KEYS[5], 'x', '1', 'ca', fmt(back), 'cb', fmt(balance()))
-	redis.call('PEXPIRE', KEYS[5], fmt(OPTTL))
+	rec.x, rec.ca, rec.cb = true, back, balance()
+	store(rec, OPTTL)
 	return receipt(back, 0, balance(), 0, 0, false)
 end
 

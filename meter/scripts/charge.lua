@@ -21,12 +21,12 @@ local function run()
 	end
 	arrive(bonus)
 	local rec
-	rec, err = oprecord('c', false, 'a', 'b')
+	rec, err = oprecord('c', false)
 	if err then
 		return err
 	end
-	if rec.k then
-		return receipt(tonumber(rec.a), 0, tonumber(rec.b), 0, 0, true)
+	if rec then
+		return receipt(rec.a, 0, rec.b, 0, 0, true)
 	end
 	local bal = balance()
 	if bal < amount then
@@ -34,8 +34,7 @@ local function run()
 	end
 	A.ch = A.ch + amount
 	entry('charge', amount, op, 'm', ARGV[7], 'r', ARGV[8])
-	redis.call('HSET', KEYS[5], 'k', 'c', 'a', fmt(amount), 'b', fmt(balance()))
-	redis.call('PEXPIRE', KEYS[5], fmt(OPTTL))
+	store({k = 'c', a = amount, b = balance()}, OPTTL)
 	return receipt(amount, 0, balance(), 0, 0, false)
 end
 

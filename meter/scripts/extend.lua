@@ -26,7 +26,7 @@ local function run()
 		return err
 	end
 	local rec
-	rec, err = oprecord('h', true, 's', 'm', 'r', 'q', 'qa', 'qh', 'qb', 'qe')
+	rec, err = oprecord('h', true)
 	if err then
 		return err
 	end
@@ -35,10 +35,9 @@ local function run()
 		return {'GONE'}
 	end
 	held = tonumber(held)
-	local last = tonumber(rec.q)
-	if seq == last then
-		return receipt(tonumber(rec.qa), tonumber(rec.qh), tonumber(rec.qb), 0, tonumber(rec.qe), true)
-	elseif seq < last then
+	if seq == rec.q then
+		return receipt(rec.qa, rec.qh, rec.qb, 0, rec.qe, true)
+	elseif seq < rec.q then
 		return receipt(0, held, balance(), 0, tonumber(redis.call('ZSCORE', KEYS[4], op)), true)
 	end
 	local bal = balance()
@@ -48,15 +47,14 @@ local function run()
 	end
 	local expires = NOW + ttl
 	held = held + add
-	redis.call('ZADD', KEYS[4], fmt(expires), op)
+	schedule(op, expires)
 	if add > 0 then
 		A.hd = A.hd + add
 		redis.call('HSET', KEYS[3], op, fmt(held))
 		entry('hold', add, op, 'm', rec.m, 'r', rec.r)
 	end
-	redis.call('HSET', KEYS[5], 'q', fmt(seq), 'qa', fmt(add), 'qh', fmt(held),
-		'qb', fmt(balance()), 'qe', fmt(expires))
-	redis.call('PEXPIRE', KEYS[5], fmt(ttl + OPTTL))
+	rec.q, rec.qa, rec.qh, rec.qb, rec.qe = seq, add, held, balance(), expires
+	store(rec, ttl + OPTTL)
 	return receipt(add, held, balance(), 0, expires, false)
 end
 

@@ -25,12 +25,12 @@ local function run()
 	end
 	arrive(bonus)
 	local rec
-	rec, err = oprecord('h', false, 'a', 'b', 'e')
+	rec, err = oprecord('h', false)
 	if err then
 		return err
 	end
-	if rec.k then
-		return receipt(tonumber(rec.a), tonumber(rec.a), tonumber(rec.b), 0, tonumber(rec.e), true)
+	if rec then
+		return receipt(rec.a, rec.a, rec.b, 0, rec.e, true)
 	end
 	local bal = balance()
 	local add = math.min(max, bal)
@@ -40,11 +40,9 @@ local function run()
 	local expires = NOW + ttl
 	A.hd = A.hd + add
 	redis.call('HSET', KEYS[3], op, fmt(add))
-	redis.call('ZADD', KEYS[4], fmt(expires), op)
+	schedule(op, expires)
 	entry('hold', add, op, 'm', ARGV[9], 'r', ARGV[10])
-	redis.call('HSET', KEYS[5], 'k', 'h', 's', 'o', 'a', fmt(add), 'b', fmt(balance()),
-		'e', fmt(expires), 'm', ARGV[9], 'r', ARGV[10], 'q', '0')
-	redis.call('PEXPIRE', KEYS[5], fmt(ttl + OPTTL))
+	store({k = 'h', s = 'o', a = add, b = balance(), e = expires, m = ARGV[9], r = ARGV[10], q = 0}, ttl + OPTTL)
 	return receipt(add, add, balance(), 0, expires, false)
 end
 

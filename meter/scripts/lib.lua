@@ -3,18 +3,23 @@
 -- Every script works on one account, whose keys share a hash slot:
 --   KEYS[1] the account hash: cr, ch, de, rf, hd (the running totals
 --           credited, charged, debited, refunded and held), ct (created, in
---           ms on Redis's clock) and ar ("1" once the caller has arrived)
---   KEYS[2] the ledger stream; each entry has the fields t (time in ms),
---           k (kind), a (amount), b (balance after), o (op or id) and the
---           detail fields m (method), r (route), rl (released), co (cut off,
---           "0" or "1"), rs (reason) and by
+--           ms on Redis's clock), ar ("1" once the caller has arrived) and nx
+--           (no open hold expires before this time in ms; 0 for none)
+--   KEYS[2] the ledger stream, trimmed to at least the retention; each
+--           entry's id carries its time in ms, and its fields are k (kind),
+--           a (amount), b (balance after), o (op or id) and the detail
+--           fields m (method), r (route), rl (released), co (cut off, "0" or
+--           "1"), rs (reason) and by
 --   KEYS[3] the open holds hash: op -> amount held
 --   KEYS[4] the hold expiry sorted set: op scored by its expiry in ms
+--   KEYS[5] when a script names it, the record of a request op or of a
+--           credit or debit id: a MessagePack map, so one GET reads it and
+--           one SET writes it with its time to live
 --
 -- Every script takes three common arguments:
 --   ARGV[1] a deadline in ms on Redis's clock after which the script refuses
 --           to change anything (0 for none)
---   ARGV[2] how many ledger entries to keep
+--   ARGV[2] how many ledger entries to keep, at least
 --   ARGV[3] how long, in ms, a closed request op is remembered
 --
 -- Error replies, shared by every script:
@@ -69,8 +74,7 @@ end
 -- entry appends a ledger entry with the current balance and returns its id.
 local function entry(kind, amount, op, ...)
 	A.dirty = true
-	return redis.call('XADD', KEYS[2], 'MAXLEN', fmt(RETENTION), '*',
-		't', fmt(NOW), 'k', kind, 'a', fmt(amount), 'b', fmt(balance()), 'o', op, ...)
+	return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'k', kind, 'a', fmt(amount), 'b', fmt(balance()), 'o', op, ...)
 end
 
 -- create makes the account exist.
@@ -113,27 +117,38 @@ local function begin()
 	if DEADLINE > 0 and NOW > DEADLINE then
 		return {'DEADLINE'}
 	end
-	local v = redis.call('HMGET', KEYS[1], 'cr', 'ch', 'de', 'rf', 'hd', 'ct', 'ar')
+	local v = redis.call('HMGET', KEYS[1], 'cr', 'ch', 'de', 'rf', 'hd', 'ct', 'ar', 'nx')
 	A = {
 		cr = tonumber(v[1] or '0'), ch = tonumber(v[2] or '0'), de = tonumber(v[3] or '0'),
 		rf = tonumber(v[4] or '0'), hd = tonumber(v[5] or '0'), ct = tonumber(v[6] or '0'),
-		ar = v[7] == '1', exists = v[6] ~= false, dirty = false,
+		ar = v[7] == '1', nx = tonumber(v[8] or '0'), exists = v[6] ~= false, dirty = false,
 	}
-	if A.exists then
+	if A.nx > 0 and A.nx <= NOW then
 		local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', NOW)
 		for i = 1, #expired do
 			local held = closehold(expired[i])
 			entry('release', held, expired[i], 'rs', 'expired')
 		end
+		local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+		A.nx, A.dirty = tonumber(first[2] or '0'), true
 	end
 	return nil
+end
+
+-- schedule records that an open hold expires at expires.
+local function schedule(op, expires)
+	redis.call('ZADD', KEYS[4], fmt(expires), op)
+	if A.nx == 0 or expires < A.nx then
+		A.nx, A.dirty = expires, true
+	end
 end
 
 -- finish writes the account back if it changed, and returns the reply.
 local function finish(reply)
 	if A and A.dirty then
 		redis.call('HSET', KEYS[1], 'cr', fmt(A.cr), 'ch', fmt(A.ch), 'de', fmt(A.de),
-			'rf', fmt(A.rf), 'hd', fmt(A.hd), 'ct', fmt(A.ct), 'ar', A.ar and '1' or '0')
+			'rf', fmt(A.rf), 'hd', fmt(A.hd), 'ct', fmt(A.ct), 'ar', A.ar and '1' or '0',
+			'nx', fmt(A.nx))
 	end
 	return reply
 end
@@ -143,24 +158,40 @@ local function receipt(amount, held, bal, released, expires, replayed)
 	return {'OK', amount, held, bal, released, expires, replayed and 1 or 0}
 end
 
--- oprecord reads the op record's fields k (kind: c charge, h hold,
--- x tombstone), x ("1" once cancelled) and the named others. It returns the
--- fields by name, and an error reply when the op is missing (if required),
--- cancelled, or of another kind than want.
-local function oprecord(want, required, ...)
-	local names = {'k', 'x', ...}
-	local v = redis.call('HMGET', KEYS[5], unpack(names))
-	local rec = {}
-	for i = 1, #names do
-		rec[names[i]] = v[i]
+-- record reads the record in KEYS[5], or returns nil.
+local function record()
+	local v = redis.call('GET', KEYS[5])
+	if not v then
+		return nil
 	end
-	if not rec.k then
+	return cmsgpack.unpack(v)
+end
+
+-- store writes the record in KEYS[5], to live ttl ms, or as long as it did
+-- when ttl is nil, or for ever when ttl is 0.
+local function store(rec, ttl)
+	if ttl == nil then
+		redis.call('SET', KEYS[5], cmsgpack.pack(rec), 'KEEPTTL')
+	elseif ttl == 0 then
+		redis.call('SET', KEYS[5], cmsgpack.pack(rec))
+	else
+		redis.call('SET', KEYS[5], cmsgpack.pack(rec), 'PX', fmt(ttl))
+	end
+end
+
+-- oprecord reads the op record: k is its kind (c charge, h hold, x the
+-- tombstone of a cancel before apply) and x is true once it was cancelled.
+-- It returns the record, and an error reply when the op is missing (if
+-- required), cancelled, or of another kind than want.
+local function oprecord(want, required)
+	local rec = record()
+	if not rec then
 		if required then
-			return rec, {'NOTFOUND', 'no such op'}
+			return nil, {'NOTFOUND', 'no such op'}
 		end
-		return rec, nil
+		return nil, nil
 	end
-	if rec.k == 'x' or rec.x == '1' then
+	if rec.k == 'x' or rec.x then
 		return rec, {'CANCELLED'}
 	end
 	if want and rec.k ~= want then

@@ -22,21 +22,21 @@ local function run()
 		return err
 	end
 	local rec
-	rec, err = oprecord(nil, true, 's', 'a', 'sa', 'fa', 'fr', 'fb')
+	rec, err = oprecord(nil, true)
 	if err then
 		return err
 	end
 	if rec.fa then
-		if tonumber(rec.fa) ~= amount or rec.fr ~= reason then
+		if rec.fa ~= amount or rec.fr ~= reason then
 			return {'CONFLICT', 'the op was refunded with other values'}
 		end
-		return receipt(amount, 0, tonumber(rec.fb), 0, 0, true)
+		return receipt(amount, 0, rec.fb, 0, 0, true)
 	end
 	local charged
 	if rec.k == 'c' then
-		charged = tonumber(rec.a)
+		charged = rec.a
 	elseif rec.s == 's' then
-		charged = tonumber(rec.sa)
+		charged = rec.sa
 	else
 		return invalid('op has charged nothing')
 	end
@@ -48,7 +48,8 @@ local function run()
 	end
 	A.rf = A.rf + amount
 	entry('refund', amount, op, 'rs', reason)
-	redis.call('HSET', KEYS[5], 'fa', fmt(amount), 'fr', reason, 'fb', fmt(balance()))
+	rec.fa, rec.fr, rec.fb = amount, reason, balance()
+	store(rec, nil)
 	return receipt(amount, 0, balance(), 0, 0, false)
 end
 

@@ -17,20 +17,20 @@ local function run()
 		return err
 	end
 	local rec
-	rec, err = oprecord('h', true, 's', 'la', 'lb')
+	rec, err = oprecord('h', true)
 	if err then
 		return err
 	end
 	if rec.s == 'r' then
-		return receipt(tonumber(rec.la), 0, tonumber(rec.lb), 0, 0, true)
+		return receipt(rec.la, 0, rec.lb, 0, 0, true)
 	end
 	if rec.s ~= 'o' or not redis.call('HGET', KEYS[3], op) then
 		return {'GONE'}
 	end
 	local held = closehold(op)
 	entry('release', held, op, 'rs', reason)
-	redis.call('HSET', KEYS[5], 's', 'r', 'la', fmt(held), 'lb', fmt(balance()))
-	redis.call('PEXPIRE', KEYS[5], fmt(OPTTL))
+	rec.s, rec.la, rec.lb = 'r', held, balance()
+	store(rec, OPTTL)
 	return receipt(held, 0, balance(), 0, 0, false)
 end
 

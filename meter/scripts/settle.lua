@@ -22,15 +22,15 @@ local function run()
 		return err
 	end
 	local rec
-	rec, err = oprecord('h', true, 's', 'sa', 'sc', 'sr', 'sb')
+	rec, err = oprecord('h', true)
 	if err then
 		return err
 	end
 	if rec.s == 's' then
-		if tonumber(rec.sa) ~= amount or rec.sc ~= cutoff then
+		if rec.sa ~= amount or rec.sc ~= cutoff then
 			return {'CONFLICT', 'the hold was settled with other values'}
 		end
-		return receipt(amount, 0, tonumber(rec.sb), tonumber(rec.sr), 0, true)
+		return receipt(amount, 0, rec.sb, rec.sr, 0, true)
 	end
 	local held = redis.call('HGET', KEYS[3], op)
 	if rec.s ~= 'o' or not held then
@@ -42,9 +42,8 @@ local function run()
 	local released = closehold(op) - amount
 	A.ch = A.ch + amount
 	entry('settle', amount, op, 'rl', fmt(released), 'co', cutoff)
-	redis.call('HSET', KEYS[5], 's', 's', 'sa', fmt(amount), 'sc', cutoff,
-		'sr', fmt(released), 'sb', fmt(balance()))
-	redis.call('PEXPIRE', KEYS[5], fmt(OPTTL))
+	rec.s, rec.sa, rec.sc, rec.sr, rec.sb = 's', amount, cutoff, released, balance()
+	store(rec, OPTTL)
 	return receipt(amount, 0, balance(), released, 0, false)
 end
 

@@ -7,8 +7,8 @@
 -- ARGV[1..3] common (lib.lua); ARGV[4] kind, "credit" or "debit"; ARGV[5] id;
 -- ARGV[6] amount; ARGV[7] reason; ARGV[8] by.
 --
--- Reply: {'OK', balance, entry id, entry time in ms, replayed, by}, or an
--- error reply (lib.lua).
+-- Reply: {'OK', balance, entry id, replayed, by}, or an error reply
+-- (lib.lua).
 
 local function run()
 	local kind, id, amount, reason, by = ARGV[4], ARGV[5], int(ARGV[6]), ARGV[7], ARGV[8]
@@ -23,12 +23,12 @@ local function run()
 		return err
 	end
 	create()
-	local v = redis.call('HMGET', KEYS[5], 'a', 'r', 'b', 'e', 't', 'by')
-	if v[1] then
-		if tonumber(v[1]) ~= amount or v[2] ~= reason then
+	local rec = record()
+	if rec then
+		if rec.a ~= amount or rec.r ~= reason then
 			return {'CONFLICT', 'the id was used with another amount or reason'}
 		end
-		return {'OK', tonumber(v[3]), v[4], tonumber(v[5]), 1, v[6]}
+		return {'OK', rec.b, rec.e, 1, rec.by}
 	end
 	local bal = balance()
 	if kind == 'debit' then
@@ -46,9 +46,8 @@ local function run()
 		A.cr = A.cr + amount
 	end
 	local eid = entry(kind, amount, id, 'rs', reason, 'by', by)
-	redis.call('HSET', KEYS[5], 'a', fmt(amount), 'r', reason, 'b', fmt(balance()),
-		'e', eid, 't', fmt(NOW), 'by', by)
-	return {'OK', balance(), eid, NOW, 0, by}
+	store({a = amount, r = reason, b = balance(), e = eid, by = by}, 0)
+	return {'OK', balance(), eid, 0, by}
 end
 
 return finish(run())
