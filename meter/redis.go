@@ -104,12 +104,38 @@ func newRedis(client *redis.Client, opts RedisOptions) *Redis {
 	return s
 }
 
-// keys returns the account's keys, and the record key name when given.
+// keyNames are the names of an account's keys, in the scripts' order.
+var keyNames = [...]string{"acct", "ledger", "holds", "expiry"}
+
+// keys returns the account's keys, and the record key when record is given.
+// They share one allocation. The account id is valid, so at most 128 bytes.
 func (s *Redis) keys(account, record string) []string {
-	base := s.prefix + ":{" + base64.RawURLEncoding.EncodeToString([]byte(account)) + "}:"
-	keys := []string{base + "acct", base + "ledger", base + "holds", base + "expiry"}
+	var buf [171]byte // the base64 of 128 bytes
+	enc := buf[:base64.RawURLEncoding.EncodedLen(len(account))]
+	base64.RawURLEncoding.Encode(enc, []byte(account))
+	n := len(keyNames)
 	if record != "" {
-		keys = append(keys, base+record)
+		n++
+	}
+	var b strings.Builder
+	b.Grow(n*(len(s.prefix)+len(enc)+4) + len("acctledgerholdsexpiry") + len(record))
+	var ends [len(keyNames) + 1]int
+	for i := range n {
+		b.WriteString(s.prefix)
+		b.WriteString(":{")
+		b.Write(enc)
+		b.WriteString("}:")
+		if i < len(keyNames) {
+			b.WriteString(keyNames[i])
+		} else {
+			b.WriteString(record)
+		}
+		ends[i] = b.Len()
+	}
+	all, start := b.String(), 0
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i], start = all[start:ends[i]], ends[i]
 	}
 	return keys
 }
