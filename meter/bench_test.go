@@ -197,3 +197,61 @@ func evalshaBaseline(b *testing.B, srv *redistest.Server) float64 {
 	}
 	return baselineRate
 }
+
+// accountLife is one account's typical activity: a purchase, ten paid
+// requests and a hold settled.
+func accountLife(b *testing.B, s meter.Store, account string) {
+	ctx := context.Background()
+	if _, err := s.Credit(ctx, meter.Transfer{Account: account, ID: "order-1", Amount: 1000, Reason: "purchase", By: "admin"}); err != nil {
+		b.Fatal(err)
+	}
+	for i := range 10 {
+		if _, err := s.Charge(ctx, meter.Charge{Account: account, Op: fmt.Sprintf("%032x-%d", i, i), Amount: 1, Method: "GET", Route: "/v1/*"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	op := fmt.Sprintf("%032x-h", 99)
+	if _, err := s.Hold(ctx, meter.Hold{Account: account, Op: op, Max: 10, Min: 1, TTL: time.Minute, Method: "POST", Route: "/v1/chat"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Settle(ctx, meter.Settle{Account: account, Op: op, Amount: 4}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkAccountBytes reports the bytes one account costs in each store
+// after accountLife: 14 ledger entries, 11 request ops and one credit id.
+func BenchmarkAccountBytes(b *testing.B) {
+	b.Run("Redis", func(b *testing.B) {
+		srv := redistest.Start(b)
+		client := srv.Client(b)
+		s, err := meter.NewRedis(meter.RedisOptions{URL: srv.URL()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		used := func() float64 {
+			info := client.InfoMap(context.Background(), "memory").Item("Memory", "used_memory")
+			n, _ := strconv.ParseFloat(info, 64)
+			return n
+		}
+		before := used()
+		for i := range b.N {
+			accountLife(b, s, "account-"+strconv.Itoa(i))
+		}
+		b.ReportMetric((used()-before)/float64(b.N), "bytes/account")
+	})
+	b.Run("Memory", func(b *testing.B) {
+		s := meter.NewMemory(meter.Config{})
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := range b.N {
+			accountLife(b, s, "account-"+strconv.Itoa(i))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(b.N), "bytes/account")
+		runtime.KeepAlive(s)
+	})
+}

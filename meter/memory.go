@@ -53,17 +53,22 @@ type memHold struct {
 	expires int64 // ms
 }
 
-// memOp is what is remembered of a request op.
+// memOp is what is remembered of a request op. Most ops are charges that
+// never change again, so what later steps record is kept apart.
 type memOp struct {
 	kind      byte // 'c' charge, 'h' hold, 'x' tombstone of a cancel before apply
 	state     byte // 'o' open hold, 's' settled, 'r' released; 'c' for a charge
-	method    string
-	route     string
-	forgetAt  int64 // ms; 0 while the hold is open
 	cancelled bool
+	forgetAt  int64   // ms; 0 while the hold is open
+	first     Receipt // the charge or hold
+	steps     *memSteps
+}
 
-	first   Receipt // the charge or hold
-	seq     int64   // the last extension applied
+// memSteps is what the steps after a charge or hold record.
+type memSteps struct {
+	method  string
+	route   string
+	seq     int64 // the last extension applied
 	seqRcpt Receipt
 	settle  Settle
 	settled Receipt
@@ -71,6 +76,14 @@ type memOp struct {
 	refund  *Refund
 	refunds Receipt
 	cancel  Receipt
+}
+
+// more returns the op's later steps, making them on first use.
+func (op *memOp) more() *memSteps {
+	if op.steps == nil {
+		op.steps = &memSteps{}
+	}
+	return op.steps
 }
 
 // memTransfer is what is remembered of a credit or debit id.
@@ -140,7 +153,7 @@ func (m *Memory) Hold(ctx context.Context, h Hold) (Receipt, error) {
 		a.holds[h.Op] = &memHold{amount: add, expires: expires}
 		a.add(m.cfg, now, Entry{Kind: KindHold, Amount: add, Op: h.Op, Detail: Detail{Method: h.Method, Route: h.Route}})
 		r = Receipt{Amount: add, Held: add, Balance: a.balance(), Expires: time.UnixMilli(expires).UTC()}
-		a.ops[h.Op] = &memOp{kind: 'h', state: 'o', method: h.Method, route: h.Route, first: r}
+		a.ops[h.Op] = &memOp{kind: 'h', state: 'o', first: r, steps: &memSteps{method: h.Method, route: h.Route}}
 		return nil
 	})
 	return r, err
@@ -157,9 +170,10 @@ func (m *Memory) Extend(ctx context.Context, e Extend) (Receipt, error) {
 		if err != nil {
 			return err
 		}
-		if e.Seq <= op.seq {
-			r = op.seqRcpt
-			if e.Seq < op.seq {
+		st := op.more()
+		if e.Seq <= st.seq {
+			r = st.seqRcpt
+			if e.Seq < st.seq {
 				r = Receipt{Held: hold.amount, Balance: a.balance(), Expires: time.UnixMilli(hold.expires).UTC()}
 			}
 			r.Replayed = true
@@ -174,10 +188,10 @@ func (m *Memory) Extend(ctx context.Context, e Extend) (Receipt, error) {
 		hold.expires = now + e.TTL.Milliseconds()
 		a.held += add
 		if add > 0 {
-			a.add(m.cfg, now, Entry{Kind: KindHold, Amount: add, Op: e.Op, Detail: Detail{Method: op.method, Route: op.route}})
+			a.add(m.cfg, now, Entry{Kind: KindHold, Amount: add, Op: e.Op, Detail: Detail{Method: st.method, Route: st.route}})
 		}
 		r = Receipt{Amount: add, Held: hold.amount, Balance: a.balance(), Expires: time.UnixMilli(hold.expires).UTC()}
-		op.seq, op.seqRcpt = e.Seq, r
+		st.seq, st.seqRcpt = e.Seq, r
 		return nil
 	})
 	return r, err
@@ -191,10 +205,10 @@ func (m *Memory) Settle(ctx context.Context, s Settle) (Receipt, error) {
 	var r Receipt
 	err := m.with(ctx, s.Account, false, false, func(a *memAccount, now int64) error {
 		if op := a.ops[s.Op]; op != nil && op.kind == 'h' && op.state == 's' && !op.cancelled {
-			if op.settle != s {
+			if op.steps.settle != s {
 				return fmt.Errorf("%w: the hold was settled with other values", ErrConflict)
 			}
-			r = op.settled
+			r = op.steps.settled
 			r.Replayed = true
 			return nil
 		}
@@ -211,7 +225,8 @@ func (m *Memory) Settle(ctx context.Context, s Settle) (Receipt, error) {
 		a.charged += s.Amount
 		a.add(m.cfg, now, Entry{Kind: KindSettle, Amount: s.Amount, Op: s.Op, Detail: Detail{Released: released, CutOff: s.CutOff}})
 		r = Receipt{Amount: s.Amount, Released: released, Balance: a.balance()}
-		op.state, op.settle, op.settled = 's', s, r
+		st := op.more()
+		op.state, st.settle, st.settled = 's', s, r
 		op.forgetAt = now + m.cfg.OpRetention.Milliseconds()
 		return nil
 	})
@@ -226,7 +241,7 @@ func (m *Memory) Release(ctx context.Context, rl Release) (Receipt, error) {
 	var r Receipt
 	err := m.with(ctx, rl.Account, false, false, func(a *memAccount, now int64) error {
 		if op := a.ops[rl.Op]; op != nil && op.kind == 'h' && op.state == 'r' && !op.cancelled {
-			r = op.release
+			r = op.steps.release
 			r.Replayed = true
 			return nil
 		}
@@ -238,7 +253,7 @@ func (m *Memory) Release(ctx context.Context, rl Release) (Receipt, error) {
 		a.held -= hold.amount
 		a.add(m.cfg, now, Entry{Kind: KindRelease, Amount: hold.amount, Op: rl.Op, Detail: Detail{Reason: rl.Reason}})
 		r = Receipt{Amount: hold.amount, Balance: a.balance()}
-		op.state, op.release = 'r', r
+		op.state, op.more().release = 'r', r
 		op.forgetAt = now + m.cfg.OpRetention.Milliseconds()
 		return nil
 	})
@@ -259,11 +274,12 @@ func (m *Memory) Refund(ctx context.Context, rf Refund) (Receipt, error) {
 		if op.kind == 'x' || op.cancelled {
 			return ErrCancelled
 		}
-		if op.refund != nil {
-			if *op.refund != rf {
+		st := op.more()
+		if st.refund != nil {
+			if *st.refund != rf {
 				return fmt.Errorf("%w: the op was refunded with other values", ErrConflict)
 			}
-			r = op.refunds
+			r = st.refunds
 			r.Replayed = true
 			return nil
 		}
@@ -280,7 +296,7 @@ func (m *Memory) Refund(ctx context.Context, rf Refund) (Receipt, error) {
 		a.refunded += rf.Amount
 		a.add(m.cfg, now, Entry{Kind: KindRefund, Amount: rf.Amount, Op: rf.Op, Detail: Detail{Reason: rf.Reason}})
 		r = Receipt{Amount: rf.Amount, Balance: a.balance()}
-		op.refund, op.refunds = &rf, r
+		st.refund, st.refunds = &rf, r
 		return nil
 	})
 	return r, err
@@ -297,10 +313,10 @@ func (m *Memory) Cancel(ctx context.Context, c Cancel) (Receipt, error) {
 		switch {
 		case op == nil:
 			r = Receipt{Balance: a.balance()}
-			a.ops[c.Op] = &memOp{kind: 'x', cancel: r, forgetAt: now + m.cfg.OpRetention.Milliseconds()}
+			a.ops[c.Op] = &memOp{kind: 'x', steps: &memSteps{cancel: r}, forgetAt: now + m.cfg.OpRetention.Milliseconds()}
 			return nil
 		case op.kind == 'x' || op.cancelled:
-			r = op.cancel
+			r = op.steps.cancel
 			r.Replayed = true
 			return nil
 		}
@@ -317,7 +333,7 @@ func (m *Memory) Cancel(ctx context.Context, c Cancel) (Receipt, error) {
 			}
 		}
 		r.Balance = a.balance()
-		op.cancelled, op.cancel = true, r
+		op.cancelled, op.more().cancel = true, r
 		op.forgetAt = now + m.cfg.OpRetention.Milliseconds()
 		return nil
 	})
@@ -606,16 +622,16 @@ func (op *memOp) charged() (int64, error) {
 	case op.kind == 'c':
 		return op.first.Amount, nil
 	case op.kind == 'h' && op.state == 's':
-		return op.settled.Amount, nil
+		return op.steps.settled.Amount, nil
 	}
 	return 0, invalid("op has charged nothing")
 }
 
 func (op *memOp) refunded() int64 {
-	if op.refund == nil {
+	if op.steps == nil || op.steps.refund == nil {
 		return 0
 	}
-	return op.refund.Amount
+	return op.steps.refund.Amount
 }
 
 // add appends an entry with the next id, the current balance and time, and

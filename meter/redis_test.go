@@ -381,3 +381,34 @@ func TestRedisUnreachable(t *testing.T) {
 		t.Errorf("after restart: balance %d charged %d, want 100 and 0", got.Balance, got.Charged)
 	}
 }
+
+// TestRedisCloseWaitsForCancels closes a store while a cancel is still
+// trying: the client stays open until the cancel lands.
+func TestRedisCloseWaitsForCancels(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := meter.NewRedis(meter.RedisOptions{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxTimeout(t, time.Minute)
+	if _, err := s.Credit(ctx, meter.Transfer{Account: "alice", ID: "start", Amount: 100}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause(t)
+	if _, err := s.Charge(ctx, meter.Charge{Account: "alice", Op: "late", Amount: 10}); !errors.Is(err, meter.ErrUnavailable) {
+		srv.Resume(t)
+		t.Fatalf("charge against a frozen redis: %v, want ErrUnavailable", err)
+	}
+	s.Close()
+	srv.Resume(t)
+	if err := s.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other := newRedis(t, meter.RedisOptions{URL: srv.URL()})
+	if _, err := other.Charge(ctx, meter.Charge{Account: "alice", Op: "late", Amount: 10}); !errors.Is(err, meter.ErrCancelled) {
+		t.Errorf("charge after the cancel: %v, want ErrCancelled: the cancel never landed", err)
+	}
+	if _, err := s.Account(ctx, meter.Read{Account: "alice"}); err == nil {
+		t.Error("the closed store still answers once its background work is done")
+	}
+}
