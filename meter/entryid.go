@@ -6,10 +6,11 @@ import (
 	"time"
 )
 
-// parseEntryID splits an entry id "<ms>-<seq>" into its parts.
+// parseEntryID splits an entry id "<ms>-<seq>" into its parts, each at most
+// 19 digits.
 func parseEntryID(id string) (ms, seq uint64, ok bool) {
 	a, b, found := strings.Cut(id, "-")
-	if !found || len(id) > 41 {
+	if !found || len(a) > 19 || len(b) > 19 {
 		return 0, 0, false
 	}
 	ms, err1 := strconv.ParseUint(a, 10, 64)

@@ -236,6 +236,11 @@ func receipt(reply []any) Receipt {
 	return r
 }
 
+// ClockOffset returns the latest estimate of Redis's clock minus the
+// gateway's, and the round trip of the sample it comes from; zeros before the
+// first sample. The store samples at its first operation and every minute.
+func (s *Redis) ClockOffset() (offset, rtt time.Duration) { return s.clock.offset() }
+
 // Drain waits until the background cancels are acknowledged, or ctx ends.
 func (s *Redis) Drain(ctx context.Context) error { return s.bg.wait(ctx) }
 

@@ -83,9 +83,9 @@ func (c *redisClock) deadline(ctx context.Context) (int64, error) {
 	return c.redisMs + elapsed.Milliseconds(), nil
 }
 
-// Offset returns the latest estimate of Redis's clock minus the gateway's,
+// offset returns the latest estimate of Redis's clock minus the gateway's,
 // and the round trip of the sample it comes from.
-func (c *redisClock) Offset() (offset, rtt time.Duration) {
+func (c *redisClock) offset() (offset, rtt time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return time.UnixMilli(c.redisMs).Sub(c.local), c.rtt

@@ -337,6 +337,9 @@ func TestRedisClockSkew(t *testing.T) {
 				t.Fatalf("skew %v: hold %d: %v", skew, i, err)
 			}
 		}
+		if offset, rtt := s.ClockOffset(); (offset+skew).Abs() > time.Second || rtt <= 0 {
+			t.Errorf("skew %v: offset %v with a round trip of %v, want about %v", skew, offset, rtt, -skew)
+		}
 		got, err := s.Account(ctx, meter.Read{Account: account})
 		if err != nil {
 			t.Fatal(err)
@@ -410,5 +413,36 @@ func TestRedisCloseWaitsForCancels(t *testing.T) {
 	}
 	if _, err := s.Account(ctx, meter.Read{Account: "alice"}); err == nil {
 		t.Error("the closed store still answers once its background work is done")
+	}
+}
+
+// TestRedisClockResample moves the gateway's clock on by two minutes: the
+// next operation measures the offset to Redis's clock again.
+func TestRedisClockResample(t *testing.T) {
+	srv := redistest.Start(t)
+	var ahead atomic.Int64
+	now := func() time.Time { return time.Now().Round(0).Add(time.Duration(ahead.Load())) }
+	s := newRedis(t, meter.RedisOptions{URL: srv.URL(), Config: meter.Config{Now: now}})
+	ctx := ctxTimeout(t, time.Minute)
+	if _, err := s.Charge(ctx, meter.Charge{Account: "alice", Op: "first", Amount: 1, Bonus: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if offset, _ := s.ClockOffset(); offset.Abs() > time.Second {
+		t.Fatalf("offset %v, want about 0", offset)
+	}
+	ahead.Store(int64(2 * time.Minute))
+	if _, err := s.Charge(ctx, meter.Charge{Account: "alice", Op: "second", Amount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// The resample runs in the background; wait for it, bounded.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		offset, _ := s.ClockOffset()
+		if (offset + 2*time.Minute).Abs() < time.Second {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("offset %v after the clock moved on by 2m, want about -2m", offset)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

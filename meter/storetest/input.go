@@ -109,6 +109,10 @@ func testBadInput(t *testing.T, f Factory) {
 		_, err := s.Ledger(c, meter.LedgerQuery{Read: meter.Read{Account: "alice"}, Limit: -1})
 		return err
 	}
+	calls["ledger before a 20-digit id"] = func() error {
+		_, err := s.Ledger(c, meter.LedgerQuery{Read: meter.Read{Account: "alice"}, Before: "18446744073709551615-0"})
+		return err
+	}
 	calls["ledger before garbage"] = func() error {
 		_, err := s.Ledger(c, meter.LedgerQuery{Read: meter.Read{Account: "alice"}, Before: "x-1"})
 		return err
@@ -238,6 +242,10 @@ func testLedger(t *testing.T, f Factory) {
 	tail := must(s.Ledger(c, meter.LedgerQuery{Read: meter.Read{Account: "alice"}, Before: oldest[len(oldest)-1].ID}))(t)
 	if len(tail.Entries) != 0 || tail.Next != nil {
 		t.Errorf("before the oldest entry: %+v, want nothing", tail)
+	}
+	zero := must(s.Ledger(c, meter.LedgerQuery{Read: meter.Read{Account: "alice"}, Before: "0-0"}))(t)
+	if len(zero.Entries) != 0 || zero.Next != nil {
+		t.Errorf("before 0-0: %+v, want nothing", zero)
 	}
 	checkInvariant(t, s, "alice", false)
 }
