@@ -445,7 +445,7 @@ func (m *Memory) Ledger(ctx context.Context, q LedgerQuery) (LedgerPage, error) 
 // Accounts lists accounts; see Store.
 func (m *Memory) Accounts(ctx context.Context, cursor string, limit int) (AccountPage, error) {
 	if err := ctx.Err(); err != nil {
-		return AccountPage{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return AccountPage{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	start := 0
 	if cursor != "" {
@@ -455,8 +455,8 @@ func (m *Memory) Accounts(ctx context.Context, cursor string, limit int) (Accoun
 		}
 		start = n
 	}
-	if limit < 1 || limit > MaxLedgerLimit {
-		limit = DefaultLedgerLimit
+	if limit < 1 || limit > MaxAccountsLimit {
+		limit = DefaultAccountsLimit
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -499,7 +499,7 @@ func (m *Memory) read(ctx context.Context, rd Read, fn func(*memAccount)) error 
 // to hold a cancel's tombstone.
 func (m *Memory) with(ctx context.Context, id string, create, keep bool, fn func(*memAccount, int64) error) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	m.mu.RLock()
 	a := m.accounts[id]

@@ -257,14 +257,21 @@ type LedgerQuery struct {
 }
 
 // LedgerPage is a page of entries, newest first. Next is the Before of the
-// following page, or empty at the end.
+// following page, or nil at the end.
 type LedgerPage struct {
 	Account string  `json:"account"`
 	Entries []Entry `json:"entries"`
 	Next    *string `json:"next"`
 }
 
-// AccountPage is a page of account ids. Next is empty at the end.
+// DefaultAccountsLimit is the page size of an account listing that gives
+// none, or gives one outside [1, MaxAccountsLimit].
+const DefaultAccountsLimit = 50
+
+// MaxAccountsLimit is the largest account page asked for.
+const MaxAccountsLimit = 1000
+
+// AccountPage is a page of account ids. Next is nil at the end.
 type AccountPage struct {
 	Accounts []string `json:"accounts"`
 	Next     *string  `json:"next"`

@@ -250,15 +250,15 @@ func (s *Redis) Accounts(ctx context.Context, cursor string, limit int) (Account
 		}
 		from = n
 	}
-	if limit < 1 || limit > MaxLedgerLimit {
-		limit = DefaultLedgerLimit
+	if limit < 1 || limit > MaxAccountsLimit {
+		limit = DefaultAccountsLimit
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	pattern := globEscape(s.prefix) + ":{*}:acct"
 	keys, next, err := s.client.Scan(ctx, from, pattern, int64(limit)).Result()
 	if err != nil {
-		return AccountPage{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return AccountPage{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	page := AccountPage{Accounts: make([]string, 0, len(keys))}
 	for _, k := range keys {
