@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,7 +14,8 @@ import (
 // for one instance only. Nothing is persisted. It has the same semantics as
 // the Redis store and keeps time by Config.Now.
 type Memory struct {
-	cfg Config
+	cfg       Config
+	retention atomic.Int64
 
 	mu       sync.RWMutex
 	accounts map[string]*memAccount
@@ -22,7 +24,26 @@ type Memory struct {
 
 // NewMemory returns an empty memory store.
 func NewMemory(cfg Config) *Memory {
-	return &Memory{cfg: cfg.withDefaults(), accounts: make(map[string]*memAccount)}
+	m := &Memory{cfg: cfg.withDefaults(), accounts: make(map[string]*memAccount)}
+	m.retention.Store(int64(m.cfg.Retention))
+	return m
+}
+
+// SetRetention changes how many ledger entries are kept per account, from
+// the next change on; 0 restores the default. The memory store outlives
+// configurations, so a new one sets its retention this way.
+func (m *Memory) SetRetention(n int) {
+	if n <= 0 {
+		n = DefaultRetention
+	}
+	m.retention.Store(int64(n))
+}
+
+// config returns the configuration with the current retention.
+func (m *Memory) config() Config {
+	cfg := m.cfg
+	cfg.Retention = int(m.retention.Load())
+	return cfg
 }
 
 // memAccount is one account's state. All of it is guarded by mu.
@@ -100,7 +121,7 @@ func (m *Memory) Charge(ctx context.Context, c Charge) (Receipt, error) {
 	}
 	var r Receipt
 	err := m.with(ctx, c.Account, true, false, func(a *memAccount, now int64) error {
-		a.arrive(m.cfg, c.Bonus, now)
+		a.arrive(m.config(), c.Bonus, now)
 		if op := a.ops[c.Op]; op != nil {
 			if op.kind == 'x' || op.cancelled {
 				return ErrCancelled
@@ -116,7 +137,7 @@ func (m *Memory) Charge(ctx context.Context, c Charge) (Receipt, error) {
 			return &InsufficientError{Balance: bal, Price: c.Amount}
 		}
 		a.charged += c.Amount
-		a.add(m.cfg, now, Entry{Kind: KindCharge, Amount: c.Amount, Op: c.Op, Detail: Detail{Method: c.Method, Route: c.Route}})
+		a.add(m.config(), now, Entry{Kind: KindCharge, Amount: c.Amount, Op: c.Op, Detail: Detail{Method: c.Method, Route: c.Route}})
 		r = Receipt{Amount: c.Amount, Balance: a.balance()}
 		a.ops[c.Op] = &memOp{kind: 'c', state: 'c', first: r, forgetAt: now + m.cfg.OpRetention.Milliseconds()}
 		return nil
@@ -131,7 +152,7 @@ func (m *Memory) Hold(ctx context.Context, h Hold) (Receipt, error) {
 	}
 	var r Receipt
 	err := m.with(ctx, h.Account, true, false, func(a *memAccount, now int64) error {
-		a.arrive(m.cfg, h.Bonus, now)
+		a.arrive(m.config(), h.Bonus, now)
 		if op := a.ops[h.Op]; op != nil {
 			if op.kind == 'x' || op.cancelled {
 				return ErrCancelled
@@ -151,7 +172,7 @@ func (m *Memory) Hold(ctx context.Context, h Hold) (Receipt, error) {
 		expires := now + h.TTL.Milliseconds()
 		a.held += add
 		a.holds[h.Op] = &memHold{amount: add, expires: expires}
-		a.add(m.cfg, now, Entry{Kind: KindHold, Amount: add, Op: h.Op, Detail: Detail{Method: h.Method, Route: h.Route}})
+		a.add(m.config(), now, Entry{Kind: KindHold, Amount: add, Op: h.Op, Detail: Detail{Method: h.Method, Route: h.Route}})
 		r = Receipt{Amount: add, Held: add, Balance: a.balance(), Expires: time.UnixMilli(expires).UTC()}
 		a.ops[h.Op] = &memOp{kind: 'h', state: 'o', first: r, steps: &memSteps{method: h.Method, route: h.Route}}
 		return nil
@@ -188,7 +209,7 @@ func (m *Memory) Extend(ctx context.Context, e Extend) (Receipt, error) {
 		hold.expires = now + e.TTL.Milliseconds()
 		a.held += add
 		if add > 0 {
-			a.add(m.cfg, now, Entry{Kind: KindHold, Amount: add, Op: e.Op, Detail: Detail{Method: st.method, Route: st.route}})
+			a.add(m.config(), now, Entry{Kind: KindHold, Amount: add, Op: e.Op, Detail: Detail{Method: st.method, Route: st.route}})
 		}
 		r = Receipt{Amount: add, Held: hold.amount, Balance: a.balance(), Expires: time.UnixMilli(hold.expires).UTC()}
 		st.seq, st.seqRcpt = e.Seq, r
@@ -223,7 +244,7 @@ func (m *Memory) Settle(ctx context.Context, s Settle) (Receipt, error) {
 		a.closeHold(s.Op)
 		a.held -= hold.amount
 		a.charged += s.Amount
-		a.add(m.cfg, now, Entry{Kind: KindSettle, Amount: s.Amount, Op: s.Op, Detail: Detail{Released: released, CutOff: s.CutOff}})
+		a.add(m.config(), now, Entry{Kind: KindSettle, Amount: s.Amount, Op: s.Op, Detail: Detail{Released: released, CutOff: s.CutOff}})
 		r = Receipt{Amount: s.Amount, Released: released, Balance: a.balance()}
 		st := op.more()
 		op.state, st.settle, st.settled = 's', s, r
@@ -251,7 +272,7 @@ func (m *Memory) Release(ctx context.Context, rl Release) (Receipt, error) {
 		}
 		a.closeHold(rl.Op)
 		a.held -= hold.amount
-		a.add(m.cfg, now, Entry{Kind: KindRelease, Amount: hold.amount, Op: rl.Op, Detail: Detail{Reason: rl.Reason}})
+		a.add(m.config(), now, Entry{Kind: KindRelease, Amount: hold.amount, Op: rl.Op, Detail: Detail{Reason: rl.Reason}})
 		r = Receipt{Amount: hold.amount, Balance: a.balance()}
 		op.state, op.more().release = 'r', r
 		op.forgetAt = now + m.cfg.OpRetention.Milliseconds()
@@ -294,7 +315,7 @@ func (m *Memory) Refund(ctx context.Context, rf Refund) (Receipt, error) {
 			return invalid("refunded total would exceed 2^53-1")
 		}
 		a.refunded += rf.Amount
-		a.add(m.cfg, now, Entry{Kind: KindRefund, Amount: rf.Amount, Op: rf.Op, Detail: Detail{Reason: rf.Reason}})
+		a.add(m.config(), now, Entry{Kind: KindRefund, Amount: rf.Amount, Op: rf.Op, Detail: Detail{Reason: rf.Reason}})
 		r = Receipt{Amount: rf.Amount, Balance: a.balance()}
 		st.refund, st.refunds = &rf, r
 		return nil
@@ -323,12 +344,12 @@ func (m *Memory) Cancel(ctx context.Context, c Cancel) (Receipt, error) {
 		if hold := a.holds[c.Op]; op.kind == 'h' && hold != nil {
 			a.closeHold(c.Op)
 			a.held -= hold.amount
-			a.add(m.cfg, now, Entry{Kind: KindRelease, Amount: hold.amount, Op: c.Op, Detail: Detail{Reason: ReasonNotForwarded}})
+			a.add(m.config(), now, Entry{Kind: KindRelease, Amount: hold.amount, Op: c.Op, Detail: Detail{Reason: ReasonNotForwarded}})
 			r.Amount = hold.amount
 		} else if charged, err := op.charged(); err == nil {
 			if back := charged - op.refunded(); back > 0 {
 				a.refunded += back
-				a.add(m.cfg, now, Entry{Kind: KindRefund, Amount: back, Op: c.Op, Detail: Detail{Reason: ReasonNotForwarded}})
+				a.add(m.config(), now, Entry{Kind: KindRefund, Amount: back, Op: c.Op, Detail: Detail{Reason: ReasonNotForwarded}})
 				r.Amount = back
 			}
 		}
@@ -383,7 +404,7 @@ func (m *Memory) transfer(ctx context.Context, t Transfer, kind string) (Transfe
 			}
 			a.credited += t.Amount
 		}
-		e := a.add(m.cfg, now, Entry{Kind: kind, Amount: t.Amount, Op: t.ID, Detail: Detail{Reason: t.Reason, By: t.By}})
+		e := a.add(m.config(), now, Entry{Kind: kind, Amount: t.Amount, Op: t.ID, Detail: Detail{Reason: t.Reason, By: t.By}})
 		r = TransferReceipt{Account: t.Account, Balance: e.Balance, Entry: e}
 		ids[t.ID] = &memTransfer{amount: t.Amount, reason: t.Reason, receipt: r}
 		return nil
@@ -473,6 +494,9 @@ func (m *Memory) Accounts(ctx context.Context, cursor string, limit int) (Accoun
 	return page, nil
 }
 
+// Retry runs fn once, now: the memory store is never unavailable.
+func (m *Memory) Retry(fn func(context.Context) error) { _ = fn(context.Background()) }
+
 // Drain returns at once: the memory store has no background work.
 func (m *Memory) Drain(context.Context) error { return nil }
 
@@ -484,7 +508,7 @@ func (m *Memory) Close() error { return nil }
 func (m *Memory) read(ctx context.Context, rd Read, fn func(*memAccount)) error {
 	return m.with(ctx, rd.Account, rd.Mode == Caller, false, func(a *memAccount, now int64) error {
 		if rd.Mode == Caller {
-			a.arrive(m.cfg, rd.Bonus, now)
+			a.arrive(m.config(), rd.Bonus, now)
 		} else if !a.exists {
 			return fmt.Errorf("%w: account was never seen", ErrNotFound)
 		}
@@ -526,7 +550,7 @@ func (m *Memory) with(ctx context.Context, id string, create, keep bool, fn func
 		m.order = append(m.order, id)
 		m.mu.Unlock()
 	}
-	a.expire(m.cfg, now)
+	a.expire(m.config(), now)
 	a.forget(now, m.cfg.OpRetention.Milliseconds())
 	return fn(a, now)
 }
@@ -645,7 +669,7 @@ func (a *memAccount) add(cfg Config, now int64, e Entry) Entry {
 	e.ID = strconv.FormatInt(a.lastMs, 10) + "-" + strconv.FormatInt(a.lastSq, 10)
 	e.Time = time.UnixMilli(now).UTC()
 	e.Balance = a.balance()
-	if len(a.ledger) < cfg.Retention {
+	if len(a.ledger) < cfg.Retention && a.ledgerStart == 0 {
 		a.ledger = append(a.ledger, e)
 	} else {
 		a.ledger[a.ledgerStart] = e

@@ -90,8 +90,14 @@ type Store interface {
 	// appears at least once; a page may be empty while Next is still set.
 	Accounts(ctx context.Context, cursor string, limit int) (AccountPage, error)
 
-	// Drain waits until background work (cancels of ops whose outcome was
-	// unknown) is done, or ctx ends.
+	// Retry runs fn in the background, again and again with a growing pause,
+	// until it returns an error other than ErrUnavailable, or none. The store
+	// stays open until it is done. It is how refunds and cancels whose
+	// outcome is unknown are retried until acknowledged.
+	Retry(fn func(context.Context) error)
+
+	// Drain waits until background work (Retry, and the cancels of ops whose
+	// outcome was unknown) is done, or ctx ends.
 	Drain(ctx context.Context) error
 
 	// Close releases the store's resources once its background work is done.

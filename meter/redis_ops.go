@@ -100,10 +100,18 @@ func (s *Redis) cancelIfUnknown(err error, account, op string) {
 	if !errors.Is(err, ErrUnavailable) {
 		return
 	}
+	s.Retry(func(ctx context.Context) error {
+		_, err := s.Cancel(ctx, Cancel{Account: account, Op: op})
+		return err
+	})
+}
+
+// Retry runs fn in the background until it is acknowledged; see Store.
+func (s *Redis) Retry(fn func(context.Context) error) {
 	s.bg.goDo(func() {
 		backoff := 10 * time.Millisecond
 		for {
-			_, err := s.Cancel(context.Background(), Cancel{Account: account, Op: op})
+			err := fn(context.Background())
 			if !errors.Is(err, ErrUnavailable) || errors.Is(err, redis.ErrClosed) {
 				return
 			}

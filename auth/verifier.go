@@ -1,0 +1,247 @@
+// Package auth verifies the JWTs that identify Tollgate's callers.
+package auth
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate-dev/tollgate/meter"
+)
+
+// MaxTokenSize is the longest token parsed; a longer one is refused unread.
+const MaxTokenSize = 8 << 10
+
+// MinHMACSecret is the shortest HMAC secret accepted: golang-jwt would
+// otherwise verify tokens signed with an empty key.
+const MinHMACSecret = 32
+
+// DefaultLeeway is the clock skew allowed on exp, nbf and iat.
+const DefaultLeeway = 30 * time.Second
+
+// DefaultAccountClaim is the claim that names the account.
+const DefaultAccountClaim = "sub"
+
+// PublicKey is a static verification key, with the kid that selects it.
+type PublicKey struct {
+	KID string
+	Key crypto.PublicKey // *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
+}
+
+// Config says which tokens a Verifier accepts.
+type Config struct {
+	HMACSecret   []byte      // HS256/384/512; at least MinHMACSecret bytes
+	PublicKeys   []PublicKey // RSA, ECDSA or Ed25519
+	Algorithms   []string    // default: the families of the keys given
+	Issuer       string      // required with public keys
+	Audience     string      // required with public keys
+	Leeway       time.Duration
+	AccountClaim string
+}
+
+// Verifier checks a token's signature and claims and returns its account.
+type Verifier struct {
+	parser  *jwt.Parser
+	hmac    []byte
+	keys    []PublicKey
+	algs    []string
+	claim   string
+	keyfunc jwt.Keyfunc
+}
+
+// Error is a refused token, with a short fixed phrase that says why. It never
+// holds the token or key material.
+type Error struct {
+	Description string
+}
+
+func (e *Error) Error() string { return "invalid token: " + e.Description }
+
+// The phrases a refused token is described by.
+const (
+	ReasonMalformed    = "malformed token"
+	ReasonTooLarge     = "token too large"
+	ReasonAlgorithm    = "algorithm not allowed"
+	ReasonUnknownKey   = "unknown key"
+	ReasonSignature    = "invalid signature"
+	ReasonExpired      = "token expired"
+	ReasonNoExpiry     = "token has no expiry"
+	ReasonNotYetValid  = "token not yet valid"
+	ReasonIssuer       = "wrong issuer"
+	ReasonAudience     = "wrong audience"
+	ReasonBadAccount   = "bad account id"
+	ReasonInvalidToken = "invalid token"
+)
+
+// New returns a Verifier for cfg.
+func New(cfg Config) (*Verifier, error) {
+	if len(cfg.HMACSecret) == 0 && len(cfg.PublicKeys) == 0 {
+		return nil, errors.New("jwt needs an hmac_secret or a public_key")
+	}
+	if len(cfg.HMACSecret) > 0 && len(cfg.HMACSecret) < MinHMACSecret {
+		return nil, fmt.Errorf("hmac_secret must be at least %d bytes", MinHMACSecret)
+	}
+	if len(cfg.PublicKeys) > 0 && (cfg.Issuer == "" || cfg.Audience == "") {
+		return nil, errors.New("jwt with public keys requires issuer and audience")
+	}
+	for _, k := range cfg.PublicKeys {
+		if family(k.Key) == nil {
+			return nil, fmt.Errorf("unsupported public key type %T", k.Key)
+		}
+	}
+	v := &Verifier{hmac: cfg.HMACSecret, keys: cfg.PublicKeys, claim: cfg.AccountClaim}
+	if v.claim == "" {
+		v.claim = DefaultAccountClaim
+	}
+	v.algs = cfg.Algorithms
+	if len(v.algs) == 0 {
+		if len(v.hmac) > 0 {
+			v.algs = append(v.algs, "HS256", "HS384", "HS512")
+		}
+		for _, k := range v.keys {
+			for _, alg := range family(k.Key) {
+				if !slices.Contains(v.algs, alg) {
+					v.algs = append(v.algs, alg)
+				}
+			}
+		}
+	}
+	for _, alg := range v.algs {
+		m := jwt.GetSigningMethod(alg)
+		if m == nil || alg == "none" {
+			return nil, fmt.Errorf("unknown algorithm %q", alg)
+		}
+		if _, isHMAC := m.(*jwt.SigningMethodHMAC); isHMAC && len(v.hmac) == 0 {
+			return nil, fmt.Errorf("algorithm %s needs an hmac_secret", alg)
+		}
+		if _, isHMAC := m.(*jwt.SigningMethodHMAC); !isHMAC && len(v.candidates(alg, "")) == 0 {
+			return nil, fmt.Errorf("algorithm %s has no public key of its family", alg)
+		}
+	}
+	leeway := cfg.Leeway
+	if leeway == 0 {
+		leeway = DefaultLeeway
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(v.algs),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(leeway),
+		jwt.WithIssuedAt(),
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	v.parser = jwt.NewParser(opts...)
+	v.keyfunc = v.key
+	return v, nil
+}
+
+// Verify checks a token and returns the account it names. A refused token
+// is an *Error.
+func (v *Verifier) Verify(token string) (string, error) {
+	if len(token) > MaxTokenSize {
+		return "", &Error{ReasonTooLarge}
+	}
+	claims := jwt.MapClaims{}
+	if t, err := v.parser.ParseWithClaims(token, claims, v.keyfunc); err != nil {
+		if t != nil && t.Method != nil && !slices.Contains(v.algs, t.Method.Alg()) {
+			return "", &Error{ReasonAlgorithm}
+		}
+		return "", &Error{describe(err)}
+	}
+	account, _ := claims[v.claim].(string)
+	if !meter.ValidAccount(account) {
+		return "", &Error{ReasonBadAccount}
+	}
+	return account, nil
+}
+
+// errUnknownKey is the key function's answer to a kid it does not know.
+var errUnknownKey = errors.New("unknown key")
+
+// key returns the keys a token may be verified with: the one its kid names,
+// or else every static key of its algorithm's family. An HMAC secret is
+// returned only for an HMAC algorithm, so a public key is never used as one.
+func (v *Verifier) key(t *jwt.Token) (any, error) {
+	alg := t.Method.Alg()
+	if _, isHMAC := t.Method.(*jwt.SigningMethodHMAC); isHMAC {
+		if len(v.hmac) == 0 {
+			return nil, errUnknownKey
+		}
+		return v.hmac, nil
+	}
+	kid, _ := t.Header["kid"].(string)
+	keys := v.candidates(alg, kid)
+	if len(keys) == 0 {
+		return nil, errUnknownKey
+	}
+	return jwt.VerificationKeySet{Keys: keys}, nil
+}
+
+// candidates returns the static keys of alg's family, only the one named
+// kid when kid is set.
+func (v *Verifier) candidates(alg, kid string) []jwt.VerificationKey {
+	var keys []jwt.VerificationKey
+	for _, k := range v.keys {
+		if (kid == "" || k.KID == kid) && slices.Contains(family(k.Key), alg) {
+			keys = append(keys, k.Key)
+		}
+	}
+	return keys
+}
+
+// family returns the algorithms a key verifies.
+func family(key crypto.PublicKey) []string {
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		return []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return []string{"ES256"}
+		case elliptic.P384():
+			return []string{"ES384"}
+		case elliptic.P521():
+			return []string{"ES512"}
+		}
+	case ed25519.PublicKey:
+		return []string{"EdDSA"}
+	}
+	return nil
+}
+
+// describe returns the fixed phrase for a parse error.
+func describe(err error) string {
+	switch {
+	case errors.Is(err, errUnknownKey):
+		return ReasonUnknownKey
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return ReasonMalformed
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return ReasonSignature
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return ReasonAlgorithm // an alg golang-jwt does not know, such as "None"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return ReasonExpired
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return ReasonNoExpiry
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return ReasonNotYetValid
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return ReasonIssuer
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return ReasonAudience
+	}
+	return ReasonInvalidToken
+}

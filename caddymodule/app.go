@@ -1,0 +1,306 @@
+// Package caddymodule is Tollgate's Caddy glue: the tollgate app (a global
+// option), the tollgate handler directive, and their Caddyfile syntax.
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/meter"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// Store error policies.
+const (
+	OnStoreErrorDeny  = "deny"
+	OnStoreErrorAllow = "allow"
+)
+
+// App is the tollgate app: the configuration that every tollgate handler
+// shares, and the store where balances live.
+type App struct {
+	// Store is where balances live. Default: memory.
+	Store *StoreConfig `json:"store,omitempty"`
+
+	// JWT says which tokens identify callers. Required by the tollgate
+	// handler.
+	JWT *JWTConfig `json:"jwt,omitempty"`
+
+	// Account identifies callers by a placeholder set by an earlier auth
+	// handler, instead of a JWT. Not supported yet.
+	Account string `json:"account,omitempty"`
+
+	// SignupBonus is credited once, on an account's first caller operation.
+	// Default: 0.
+	SignupBonus int64 `json:"signup_bonus,omitempty"`
+
+	// HoldExpiry is how long a hold lives after its last extension. Not
+	// supported yet.
+	HoldExpiry caddy.Duration `json:"hold_expiry,omitempty"`
+
+	// LedgerRetention is how many ledger entries are kept per account.
+	// Default: 10000.
+	LedgerRetention int `json:"ledger_retention,omitempty"`
+
+	// OnStoreError is what happens to a priced request when the store cannot
+	// be reached: "deny" answers 503 and forwards nothing; "allow" forwards
+	// it unbilled, logged. Default: deny.
+	OnStoreError string `json:"on_store_error,omitempty"`
+
+	store    meter.Store
+	storeKey string // the usage pool key of a Redis store
+	verifier *auth.Verifier
+	logger   *zap.Logger
+}
+
+// StoreConfig selects the store.
+type StoreConfig struct {
+	// Kind is "memory" or "redis". Default: memory.
+	Kind string `json:"kind,omitempty"`
+
+	// URL is the Redis server, as redis://[user:pass@]host:port/db or
+	// rediss:// for TLS. Required for redis.
+	URL string `json:"url,omitempty"`
+
+	// Timeout bounds one logical store operation, retries included.
+	// Default: 200ms.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// Prefix starts every Redis key; no braces or spaces. Default: tollgate.
+	Prefix string `json:"prefix,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "tollgate",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision sets the app up: it resolves placeholders, builds the JWT
+// verifier and takes its store, shared across config reloads.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if a.Account != "" {
+		return errors.New("account: not supported yet")
+	}
+	if a.HoldExpiry != 0 {
+		return errors.New("hold_expiry: not supported yet")
+	}
+	if a.SignupBonus < 0 || a.SignupBonus > meter.MaxAmount {
+		return errors.New("signup_bonus must be an integer in [0, 2^53-1]")
+	}
+	if a.LedgerRetention < 0 {
+		return errors.New("ledger_retention must be positive")
+	}
+	switch a.OnStoreError {
+	case "":
+		a.OnStoreError = OnStoreErrorDeny
+	case OnStoreErrorDeny, OnStoreErrorAllow:
+	default:
+		return fmt.Errorf("on_store_error must be deny or allow, not %q", a.OnStoreError)
+	}
+	repl := caddy.NewReplacer()
+	if a.JWT != nil {
+		v, err := a.JWT.verifier(repl)
+		if err != nil {
+			return fmt.Errorf("jwt: %w", err)
+		}
+		a.verifier = v
+	}
+	return a.provisionStore(repl)
+}
+
+// memoryStore is the process's memory store: balances live as long as the
+// process, across config reloads.
+var memoryStore = sync.OnceValue(func() *meter.Memory { return meter.NewMemory(meter.Config{}) })
+
+// redisStores shares Redis stores, and their clients, across config reloads.
+var redisStores = caddy.NewUsagePool()
+
+// sharedRedis is a Redis store in the usage pool.
+type sharedRedis struct{ *meter.Redis }
+
+// Destruct closes the store once its background work is done.
+func (s sharedRedis) Destruct() error { return s.Close() }
+
+func (a *App) provisionStore(repl *caddy.Replacer) error {
+	cfg := a.Store
+	if cfg == nil {
+		cfg = &StoreConfig{}
+	}
+	switch cfg.Kind {
+	case "", "memory":
+		if cfg.URL != "" || cfg.Prefix != "" || cfg.Timeout != 0 {
+			return errors.New("store memory takes no url, prefix or timeout")
+		}
+		m := memoryStore()
+		m.SetRetention(a.LedgerRetention)
+		a.store = m
+		a.logger.Warn("tollgate uses the memory store: balances live in this process only, and nothing is persisted")
+		return nil
+	case "redis":
+	default:
+		return fmt.Errorf("unknown store %q: want memory or redis", cfg.Kind)
+	}
+	opts := meter.RedisOptions{
+		URL:     repl.ReplaceKnown(cfg.URL, ""),
+		Prefix:  cfg.Prefix,
+		Timeout: time.Duration(cfg.Timeout),
+		Config:  meter.Config{Retention: a.LedgerRetention},
+	}
+	if opts.URL == "" {
+		return errors.New("store redis: the url is empty")
+	}
+	key, err := json.Marshal(opts)
+	if err != nil {
+		return err
+	}
+	val, _, err := redisStores.LoadOrNew(string(key), func() (caddy.Destructor, error) {
+		s, err := meter.NewRedis(opts)
+		if err != nil {
+			return nil, fmt.Errorf("store redis: %w", err)
+		}
+		return sharedRedis{s}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.store, a.storeKey = val.(sharedRedis).Redis, string(key)
+	return nil
+}
+
+// Start checks that Redis keeps balances safe, logging any risk it finds.
+func (a *App) Start() error {
+	if r, ok := a.store.(*meter.Redis); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		risks, err := r.CheckConfig(ctx)
+		if err != nil {
+			a.logger.Error("cannot check the redis configuration", zap.Error(err))
+		}
+		for _, risk := range risks {
+			a.logger.Error(risk)
+		}
+	}
+	return nil
+}
+
+// Stop does nothing: the store outlives the config until Cleanup.
+func (a *App) Stop() error { return nil }
+
+// Cleanup gives the Redis store back to the pool, which closes it when no
+// config uses it and its background work is done.
+func (a *App) Cleanup() error {
+	if a.storeKey != "" {
+		_, err := redisStores.Delete(a.storeKey)
+		a.storeKey = ""
+		return err
+	}
+	return nil
+}
+
+// JWTConfig says which tokens identify callers.
+type JWTConfig struct {
+	// HMACSecret verifies HS256, HS384 and HS512 tokens; at least 32 bytes
+	// after placeholders are resolved.
+	HMACSecret string `json:"hmac_secret,omitempty"`
+
+	// PublicKeys verify RSA, ECDSA and Ed25519 tokens.
+	PublicKeys []PublicKeyConfig `json:"public_keys,omitempty"`
+
+	// JWKS is a key set URL. Not supported yet.
+	JWKS string `json:"jwks,omitempty"`
+
+	// Algorithms is the allow-list of signing algorithms. Default: the
+	// families of the keys given.
+	Algorithms []string `json:"algorithms,omitempty"`
+
+	// Issuer is the required iss; required with public keys.
+	Issuer string `json:"issuer,omitempty"`
+
+	// Audience must be in aud; required with public keys.
+	Audience string `json:"audience,omitempty"`
+
+	// Leeway is the clock skew allowed on exp, nbf and iat. Default: 30s.
+	Leeway caddy.Duration `json:"leeway,omitempty"`
+
+	// AccountClaim is the claim that names the account. Default: sub.
+	AccountClaim string `json:"account_claim,omitempty"`
+
+	// ScopeClaim is where tollgate_admin looks for its scope. Not supported
+	// yet.
+	ScopeClaim string `json:"scope_claim,omitempty"`
+
+	// AdminAudience is the audience tollgate_admin tokens carry. Not
+	// supported yet.
+	AdminAudience string `json:"admin_audience,omitempty"`
+}
+
+// PublicKeyConfig is a PEM file holding one public key.
+type PublicKeyConfig struct {
+	// File is the PEM file's path.
+	File string `json:"file"`
+
+	// KID is the key id tokens name it by. Default: none; then tokens
+	// without a kid are tried against it.
+	KID string `json:"kid,omitempty"`
+}
+
+// verifier resolves placeholders and builds the verifier.
+func (c *JWTConfig) verifier(repl *caddy.Replacer) (*auth.Verifier, error) {
+	for name, v := range map[string]string{"jwks": c.JWKS, "scope_claim": c.ScopeClaim, "admin_audience": c.AdminAudience} {
+		if v != "" {
+			return nil, fmt.Errorf("%s: not supported yet", name)
+		}
+	}
+	cfg := auth.Config{
+		Algorithms:   c.Algorithms,
+		Issuer:       repl.ReplaceKnown(c.Issuer, ""),
+		Audience:     repl.ReplaceKnown(c.Audience, ""),
+		Leeway:       time.Duration(c.Leeway),
+		AccountClaim: c.AccountClaim,
+	}
+	if c.HMACSecret != "" {
+		secret := repl.ReplaceKnown(c.HMACSecret, "")
+		if secret == "" {
+			return nil, errors.New("hmac_secret is empty after placeholders are resolved")
+		}
+		cfg.HMACSecret = []byte(secret)
+	}
+	for _, k := range c.PublicKeys {
+		path := repl.ReplaceKnown(k.File, "")
+		if path == "" {
+			return nil, errors.New("a public_key path is empty after placeholders are resolved")
+		}
+		key, err := auth.LoadPublicKey(path)
+		if err != nil {
+			return nil, err
+		}
+		cfg.PublicKeys = append(cfg.PublicKeys, auth.PublicKey{KID: k.KID, Key: key})
+	}
+	if strings.TrimSpace(c.Issuer) != "" && cfg.Issuer == "" || strings.TrimSpace(c.Audience) != "" && cfg.Audience == "" {
+		return nil, errors.New("issuer or audience is empty after placeholders are resolved")
+	}
+	return auth.New(cfg)
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

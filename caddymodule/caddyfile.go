@@ -1,0 +1,326 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("tollgate", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("tollgate", parseHandler)
+	httpcaddyfile.RegisterDirectiveOrder("tollgate", httpcaddyfile.Before, "request_header")
+}
+
+// parseGlobalOption parses the tollgate global option:
+//
+//	tollgate {
+//		store memory | redis <url> | redis { url … timeout … prefix … }
+//		jwt {
+//			hmac_secret   <secret>
+//			public_key    <file> [<kid>]
+//			algorithms    <alg>…
+//			issuer        <iss>
+//			audience      <aud>
+//			leeway        <duration>
+//			account_claim <claim>
+//		}
+//		signup_bonus     <amount>
+//		ledger_retention <entries>
+//		on_store_error   deny|allow
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	d.Next() // the option's name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "store":
+			s, err := parseStore(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Store = s
+		case "jwt":
+			j, err := parseJWT(d)
+			if err != nil {
+				return nil, err
+			}
+			app.JWT = j
+		case "account":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			app.Account = d.Val()
+		case "signup_bonus":
+			n, err := intArg(d)
+			if err != nil {
+				return nil, err
+			}
+			app.SignupBonus = n
+		case "ledger_retention":
+			n, err := intArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if n < 1 {
+				return nil, d.Err("ledger_retention must be at least 1")
+			}
+			app.LedgerRetention = int(n)
+		case "hold_expiry":
+			dur, err := durationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			app.HoldExpiry = dur
+		case "on_store_error":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if v := d.Val(); v != OnStoreErrorDeny && v != OnStoreErrorAllow {
+				return nil, d.Errf("on_store_error must be deny or allow, not %q", v)
+			}
+			app.OnStoreError = d.Val()
+		default:
+			return nil, d.Errf("unknown tollgate option %q", d.Val())
+		}
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+	}
+	if app.JWT != nil && app.Account != "" {
+		return nil, d.Err("tollgate takes jwt or account, not both")
+	}
+	return httpcaddyfile.App{Name: "tollgate", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	s := &StoreConfig{Kind: d.Val()}
+	switch s.Kind {
+	case "memory":
+		return s, nil
+	case "redis":
+	default:
+		return nil, d.Errf("unknown store %q: want memory or redis", s.Kind)
+	}
+	if d.NextArg() {
+		s.URL = d.Val()
+		return s, nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "url":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			s.URL = d.Val()
+		case "timeout":
+			dur, err := durationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			s.Timeout = dur
+		case "prefix":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			s.Prefix = d.Val()
+		case "cluster", "sentinel":
+			return nil, d.Errf("store redis %s: not supported yet", d.Val())
+		default:
+			return nil, d.Errf("unknown store redis option %q", d.Val())
+		}
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+	}
+	if s.URL == "" {
+		return nil, d.Err("store redis needs a url")
+	}
+	return s, nil
+}
+
+func parseJWT(d *caddyfile.Dispenser) (*JWTConfig, error) {
+	j := new(JWTConfig)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		switch name {
+		case "public_key":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return nil, d.ArgErr()
+			}
+			k := PublicKeyConfig{File: args[0]}
+			if len(args) == 2 {
+				k.KID = args[1]
+			}
+			j.PublicKeys = append(j.PublicKeys, k)
+			continue
+		case "algorithms":
+			j.Algorithms = d.RemainingArgs()
+			if len(j.Algorithms) == 0 {
+				return nil, d.ArgErr()
+			}
+			continue
+		case "leeway":
+			dur, err := durationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			j.Leeway = dur
+		case "jwks":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			j.JWKS = d.Val()
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				// Its options are parsed with it, once it is supported.
+				d.RemainingArgs()
+			}
+		default:
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			v := d.Val()
+			switch name {
+			case "hmac_secret":
+				j.HMACSecret = v
+			case "issuer":
+				j.Issuer = v
+			case "audience":
+				j.Audience = v
+			case "account_claim":
+				j.AccountClaim = v
+			case "scope_claim":
+				j.ScopeClaim = v
+			case "admin_audience":
+				j.AdminAudience = v
+			default:
+				return nil, d.Errf("unknown jwt option %q", name)
+			}
+		}
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+	}
+	return j, nil
+}
+
+// parseHandler parses the tollgate directive:
+//
+//	tollgate [<matcher>] <amount>
+//
+//	tollgate [<matcher>] {
+//		price <matcher> <amount>
+//		refund_on <condition>…
+//	}
+func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	h.Next() // the directive's name
+	if h.NextArg() {
+		n, err := parseAmount(h.Dispenser, h.Val())
+		if err != nil {
+			return nil, err
+		}
+		handler.Prices = []Price{{Amount: n}}
+		if h.NextArg() {
+			return nil, h.ArgErr()
+		}
+		if h.NextBlock(0) {
+			return nil, h.Err("tollgate takes an amount or a block, not both")
+		}
+		return handler, nil
+	}
+	for h.NextBlock(0) {
+		switch h.Val() {
+		case "price":
+			if !h.NextArg() {
+				return nil, h.Err("price needs a matcher (* for every request) and an amount")
+			}
+			token := h.Val()
+			h.Prev()
+			matcherSet, ok, err := h.MatcherToken()
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				return nil, h.Errf("price needs a matcher first (* for every request), not %q", token)
+			}
+			p := Price{Route: token}
+			if matcherSet != nil {
+				p.MatcherSetsRaw = caddyhttp.RawMatcherSets{matcherSet}
+			}
+			if token == "*" {
+				p.Route = ""
+			}
+			if !h.NextArg() {
+				if h.NextBlock(h.Nesting()) {
+					return nil, h.Err("compound prices: not supported yet")
+				}
+				return nil, h.Err("price needs an amount after its matcher")
+			}
+			if p.Amount, err = parseAmount(h.Dispenser, h.Val()); err != nil {
+				return nil, err
+			}
+			if h.NextArg() {
+				return nil, h.ArgErr()
+			}
+			handler.Prices = append(handler.Prices, p)
+		case "refund_on":
+			conds := h.RemainingArgs()
+			if len(conds) == 0 {
+				return nil, h.ArgErr()
+			}
+			if _, err := parseRefundOn(conds); err != nil {
+				return nil, h.Err(err.Error())
+			}
+			handler.RefundOn = conds
+		default:
+			return nil, h.Errf("unknown tollgate subdirective %q", h.Val())
+		}
+	}
+	return handler, nil
+}
+
+// parseAmount parses a price: a decimal integer in [1, 2^53-1].
+func parseAmount(d *caddyfile.Dispenser, s string) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 || n > 1<<53-1 || s != strconv.FormatInt(n, 10) {
+		return 0, d.Errf("amount must be an integer from 1 to 2^53-1, not %q", s)
+	}
+	return n, nil
+}
+
+func intArg(d *caddyfile.Dispenser) (int64, error) {
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.ParseInt(d.Val(), 10, 64)
+	if err != nil || n < 0 || n > 1<<53-1 || d.Val() != strconv.FormatInt(n, 10) {
+		return 0, d.Errf("%q is not an integer from 0 to 2^53-1", d.Val())
+	}
+	return n, nil
+}
+
+func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil {
+		return 0, d.Errf("bad duration %q: %v", d.Val(), err)
+	}
+	return caddy.Duration(dur), nil
+}

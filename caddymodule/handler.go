@@ -1,0 +1,309 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/meter"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler meters requests: it authenticates the caller by JWT, prices the
+// request by the first price whose matchers match, charges the caller's
+// balance, and only then passes the request on.
+type Handler struct {
+	// Prices are tried in order; the first whose matchers match prices the
+	// request. A request that no price matches is free.
+	Prices []Price `json:"prices,omitempty"`
+
+	// RefundOn lists the outcomes whose charge is refunded: "5xx", "4xx", a
+	// status code, or "error". Default: ["5xx"].
+	RefundOn []string `json:"refund_on,omitempty"`
+
+	app      *App
+	refundOn refundSet
+	logger   *zap.Logger
+}
+
+// Price is one price line.
+type Price struct {
+	// MatcherSetsRaw selects the requests this price applies to. Default:
+	// every request.
+	MatcherSetsRaw caddyhttp.RawMatcherSets `json:"match,omitempty" caddy:"namespace=http.matchers"`
+
+	// Route names the price in the ledger. Default: the request's path.
+	Route string `json:"route,omitempty"`
+
+	// Amount is the tokens each matched request costs.
+	Amount int64 `json:"amount,omitempty"`
+
+	// Compound is a price by bytes or by reported usage. Not supported yet.
+	Compound *CompoundPrice `json:"compound,omitempty"`
+
+	matchers caddyhttp.MatcherSets
+}
+
+// CompoundPrice is a price by request, bytes and reported usage.
+type CompoundPrice struct {
+	Request       int64  `json:"request,omitempty"`
+	RequestBytes  string `json:"request_bytes,omitempty"`
+	ResponseBytes string `json:"response_bytes,omitempty"`
+	UsageHeader   string `json:"usage_header,omitempty"`
+	HoldBlock     string `json:"hold_block,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.tollgate",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision loads the price matchers and finds the tollgate app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	appIface, err := ctx.App("tollgate")
+	if err != nil {
+		return fmt.Errorf("getting the tollgate app: %w", err)
+	}
+	h.app = appIface.(*App)
+	if h.app.verifier == nil {
+		return errors.New("the tollgate directive needs jwt in the tollgate global option")
+	}
+	for i := range h.Prices {
+		p := &h.Prices[i]
+		if p.Compound != nil {
+			return errors.New("compound prices: not supported yet")
+		}
+		if p.Amount < 1 || p.Amount > meter.MaxAmount {
+			return fmt.Errorf("price amount must be an integer in [1, 2^53-1], not %d", p.Amount)
+		}
+		mods, err := ctx.LoadModule(p, "MatcherSetsRaw")
+		if err != nil {
+			return fmt.Errorf("loading price matchers: %w", err)
+		}
+		if err := p.matchers.FromInterface(mods); err != nil {
+			return err
+		}
+	}
+	if h.refundOn, err = parseRefundOn(h.RefundOn); err != nil {
+		return err
+	}
+	return nil
+}
+
+// varPriced marks a request priced, so that a later tollgate handler in its
+// chain only passes it on.
+const varPriced = "tollgate.priced"
+
+// ServeHTTP meters the request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if caddyhttp.GetVar(r.Context(), varPriced) != nil {
+		return next.ServeHTTP(w, r)
+	}
+	caddyhttp.SetVar(r.Context(), varPriced, true)
+	stripTollgateHeaders(r.Header)
+	if isPreflight(r) {
+		return next.ServeHTTP(w, r)
+	}
+
+	account, err := h.authenticate(r)
+	if err != nil {
+		return writeProblem(w, r, unauthorized(err))
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.auth.user.id", account)
+	r.Header.Set("Tollgate-Account", account)
+
+	price, ok, err := h.price(r)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	rw := &responseWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, charged: "0"}
+	if !ok {
+		caddyhttp.SetVar(r.Context(), "tollgate.charged", 0)
+		return next.ServeHTTP(rw, r)
+	}
+
+	op := newOp()
+	rw.op = op
+	caddyhttp.SetVar(r.Context(), "tollgate.op", op)
+	// Money moves on a context the client cannot cancel: a disconnect never
+	// leaves an outcome unknown.
+	ctx := context.WithoutCancel(r.Context())
+	receipt, err := h.app.store.Charge(ctx, meter.Charge{
+		Account: account,
+		Op:      op,
+		Amount:  price.Amount,
+		Method:  r.Method,
+		Route:   price.route(r),
+		Bonus:   h.app.SignupBonus,
+	})
+	var short *meter.InsufficientError
+	switch {
+	case errors.As(err, &short):
+		w.Header().Set("Tollgate-Charged", "0")
+		w.Header().Set("Tollgate-Balance", strconv.FormatInt(short.Balance, 10))
+		w.Header().Set("Tollgate-Op", op)
+		return writeProblem(w, r, insufficient(short))
+	case errors.Is(err, meter.ErrUnavailable) && h.app.OnStoreError == OnStoreErrorAllow:
+		h.logger.Warn("store unavailable: forwarding unbilled", zap.String("op", op), zap.Error(err))
+		return next.ServeHTTP(rw, r)
+	case err != nil:
+		h.logger.Error("store unavailable", zap.String("op", op), zap.Error(err))
+		w.Header().Set("Retry-After", "1")
+		return writeProblem(w, r, storeUnavailable())
+	}
+	rw.charged = strconv.FormatInt(receipt.Amount, 10)
+	rw.balance = strconv.FormatInt(receipt.Balance, 10)
+	caddyhttp.SetVar(r.Context(), "tollgate.charged", receipt.Amount)
+	caddyhttp.SetVar(r.Context(), "tollgate.balance", receipt.Balance)
+
+	// A refund known before the headers go out shows in them.
+	refund := func(status int) {
+		if !h.refundOn.status(status) {
+			return
+		}
+		if rr, ok := h.refund(ctx, account, op, receipt.Amount); ok {
+			rw.charged, rw.balance = "0", strconv.FormatInt(rr.Balance, 10)
+			caddyhttp.SetVar(r.Context(), "tollgate.charged", 0)
+			caddyhttp.SetVar(r.Context(), "tollgate.balance", rr.Balance)
+		}
+	}
+	rw.onHeader = refund
+	defer func() {
+		// An upstream that fails after the headers went out aborts the
+		// response with a panic.
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler && h.refundOn.aborted {
+				h.refund(ctx, account, op, receipt.Amount)
+			}
+			panic(p)
+		}
+	}()
+	err = next.ServeHTTP(rw, r)
+	if !rw.wroteHeader {
+		if err == nil {
+			rw.WriteHeader(http.StatusOK)
+			return nil
+		}
+		// Caddy writes the error's status with the headers set now.
+		status := http.StatusInternalServerError
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) && he.StatusCode != 0 {
+			status = he.StatusCode
+		}
+		refund(status)
+		rw.setHeaders(w.Header())
+	}
+	return err
+}
+
+// refund gives the charge back, retrying in the background until the store
+// acknowledges if it cannot now. ok reports a refund made now.
+func (h *Handler) refund(ctx context.Context, account, op string, amount int64) (meter.Receipt, bool) {
+	rf := meter.Refund{Account: account, Op: op, Amount: amount, Reason: meter.ReasonRefundOn}
+	r, err := h.app.store.Refund(ctx, rf)
+	if err == nil {
+		return r, true
+	}
+	if !errors.Is(err, meter.ErrUnavailable) {
+		h.logger.Error("refund refused", zap.String("op", op), zap.Error(err))
+		return r, false
+	}
+	h.logger.Warn("refund failed; retrying in the background", zap.String("op", op), zap.Error(err))
+	h.app.store.Retry(func(ctx context.Context) error {
+		_, err := h.app.store.Refund(ctx, rf)
+		return err
+	})
+	return r, false
+}
+
+// authenticate returns the caller's account from the single Bearer token in
+// the Authorization header.
+func (h *Handler) authenticate(r *http.Request) (string, error) {
+	values := r.Header.Values("Authorization")
+	if len(values) == 0 {
+		return "", errNoCredentials
+	}
+	if len(values) > 1 {
+		return "", &auth.Error{Description: auth.ReasonMalformed}
+	}
+	scheme, token, found := strings.Cut(values[0], " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", errNoCredentials
+	}
+	return h.app.verifier.Verify(strings.TrimSpace(token))
+}
+
+// errNoCredentials is a request without a Bearer token.
+var errNoCredentials = errors.New("no credentials")
+
+// price returns the first price whose matchers match r.
+func (h *Handler) price(r *http.Request) (*Price, bool, error) {
+	for i := range h.Prices {
+		p := &h.Prices[i]
+		match, err := p.matchers.AnyMatchWithError(r)
+		if err != nil {
+			return nil, false, err
+		}
+		if match || len(p.matchers) == 0 {
+			return p, true, nil
+		}
+	}
+	return nil, false, nil
+}
+
+// route is what the ledger records of the price: its name, or the path.
+func (p *Price) route(r *http.Request) string {
+	if p.Route != "" {
+		return p.Route
+	}
+	return r.URL.Path
+}
+
+// newOp returns a new op id: 128 random bits, and the step suffix of a
+// charge.
+func newOp() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:]) + "-c"
+}
+
+// stripTollgateHeaders removes every header named tollgate-* or tollgate_*,
+// in any case, that the client sent.
+func stripTollgateHeaders(h http.Header) {
+	for name := range h {
+		if len(name) > 9 && strings.EqualFold(name[:8], "tollgate") && (name[8] == '-' || name[8] == '_') {
+			delete(h, name)
+		}
+	}
+}
+
+// isPreflight reports a CORS preflight: OPTIONS with
+// Access-Control-Request-Method, no body and no Upgrade.
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" &&
+		r.ContentLength <= 0 && r.Header.Get("Transfer-Encoding") == "" && r.Header.Get("Upgrade") == ""
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,75 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/meter"
+)
+
+// problem is an RFC 9457 problem detail.
+type problem struct {
+	Type    string `json:"type"`
+	Title   string `json:"title"`
+	Status  int    `json:"status"`
+	Detail  string `json:"detail"`
+	Balance *int64 `json:"balance,omitempty"`
+	Price   *int64 `json:"price,omitempty"`
+
+	header http.Header // response headers that go with it
+}
+
+const problemType = "urn:tollgate:problem:"
+
+func unauthorized(err error) problem {
+	p := problem{Type: problemType + "invalid-token", Title: "Unauthorized", Status: http.StatusUnauthorized, header: http.Header{}}
+	var ae *auth.Error
+	if errors.As(err, &ae) {
+		p.Detail = "The bearer token was refused: " + ae.Description + "."
+		p.header.Set("WWW-Authenticate", `Bearer realm="tollgate", error="invalid_token", error_description="`+ae.Description+`"`)
+	} else {
+		p.Detail = "This API needs a bearer token."
+		p.header.Set("WWW-Authenticate", `Bearer realm="tollgate"`)
+	}
+	return p
+}
+
+func insufficient(e *meter.InsufficientError) problem {
+	return problem{
+		Type: problemType + "insufficient-balance", Title: "Payment Required", Status: http.StatusPaymentRequired,
+		Detail:  "The balance does not cover the price of this request.",
+		Balance: &e.Balance, Price: &e.Price,
+	}
+}
+
+func storeUnavailable() problem {
+	return problem{
+		Type: problemType + "store-unavailable", Title: "Service Unavailable", Status: http.StatusServiceUnavailable,
+		Detail: "Balances cannot be reached right now; nothing was charged and the request was not forwarded.",
+	}
+}
+
+// writeProblem answers with p. When the server has handle_errors routes it
+// returns the error instead, with the body in {http.vars.tollgate.problem}
+// for them to reproduce or restyle.
+func writeProblem(w http.ResponseWriter, r *http.Request, p problem) error {
+	body, err := json.Marshal(p)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	for name, values := range p.header {
+		w.Header()[name] = values
+	}
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+		caddyhttp.SetVar(r.Context(), "tollgate.problem", string(body))
+		return caddyhttp.Error(p.Status, errors.New(p.Title))
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(p.Status)
+	_, err = w.Write(body)
+	return err
+}
