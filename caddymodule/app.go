@@ -4,7 +4,6 @@ package caddymodule
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -165,11 +164,8 @@ func (a *App) provisionStore(repl *caddy.Replacer) error {
 	if opts.URL == "" {
 		return errors.New("store redis: the url is empty")
 	}
-	key, err := json.Marshal(opts)
-	if err != nil {
-		return err
-	}
-	val, _, err := redisStores.LoadOrNew(string(key), func() (caddy.Destructor, error) {
+	key := fmt.Sprintf("%s|%s|%s|%d", opts.URL, opts.Prefix, opts.Timeout, opts.Retention)
+	val, _, err := redisStores.LoadOrNew(key, func() (caddy.Destructor, error) {
 		s, err := meter.NewRedis(opts)
 		if err != nil {
 			return nil, fmt.Errorf("store redis: %w", err)
@@ -179,7 +175,7 @@ func (a *App) provisionStore(repl *caddy.Replacer) error {
 	if err != nil {
 		return err
 	}
-	a.store, a.storeKey = val.(sharedRedis).Redis, string(key)
+	a.store, a.storeKey = val.(sharedRedis).Redis, key
 	return nil
 }
 
