@@ -140,6 +140,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(rw, r)
 	}
 
+	// The store stays open for this request even if a config reload
+	// lets go of it meanwhile.
+	defer h.app.store.Use()()
 	op := newOp()
 	rw.op = op
 	caddyhttp.SetVar(r.Context(), "tollgate.op", op)

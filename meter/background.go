@@ -23,16 +23,21 @@ func newBackground(onClose func()) *background {
 
 // goDo runs fn on a new goroutine, tracked until it returns.
 func (b *background) goDo(fn func()) {
+	b.add()
+	go func() {
+		defer b.done()
+		fn()
+	}()
+}
+
+// add tracks one more task; done ends it.
+func (b *background) add() {
 	b.mu.Lock()
 	if b.n == 0 {
 		b.idle = make(chan struct{})
 	}
 	b.n++
 	b.mu.Unlock()
-	go func() {
-		defer b.done()
-		fn()
-	}()
 }
 
 func (b *background) done() {

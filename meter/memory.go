@@ -497,6 +497,9 @@ func (m *Memory) Accounts(ctx context.Context, cursor string, limit int) (Accoun
 // Retry runs fn once, now: the memory store is never unavailable.
 func (m *Memory) Retry(fn func(context.Context) error) { _ = fn(context.Background()) }
 
+// Use does nothing: the memory store is never closed.
+func (m *Memory) Use() (done func()) { return func() {} }
+
 // Drain returns at once: the memory store has no background work.
 func (m *Memory) Drain(context.Context) error { return nil }
 

@@ -96,8 +96,13 @@ type Store interface {
 	// outcome is unknown are retried until acknowledged.
 	Retry(fn func(context.Context) error)
 
+	// Use marks the store in use, by a request in flight, until the returned
+	// function is called: Close waits for every use to end before it closes
+	// the store's connections.
+	Use() (done func())
+
 	// Drain waits until background work (Retry, and the cancels of ops whose
-	// outcome was unknown) is done, or ctx ends.
+	// outcome was unknown) and every Use are done, or ctx ends.
 	Drain(ctx context.Context) error
 
 	// Close releases the store's resources once its background work is done.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -240,6 +241,12 @@ func receipt(reply []any) Receipt {
 // gateway's, and the round trip of the sample it comes from; zeros before the
 // first sample. The store samples at its first operation and every minute.
 func (s *Redis) ClockOffset() (offset, rtt time.Duration) { return s.clock.offset() }
+
+// Use marks the store in use until done is called; see Store.
+func (s *Redis) Use() (done func()) {
+	s.bg.add()
+	return sync.OnceFunc(s.bg.done)
+}
 
 // Drain waits until the background cancels are acknowledged, or ctx ends.
 func (s *Redis) Drain(ctx context.Context) error { return s.bg.wait(ctx) }

@@ -446,3 +446,24 @@ func TestRedisClockResample(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestRedisCloseWaitsForUses closes a store while a request still uses it:
+// the request's later calls still work, and the store closes when it ends.
+func TestRedisCloseWaitsForUses(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := meter.NewRedis(meter.RedisOptions{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxTimeout(t, time.Minute)
+	done := s.Use()
+	s.Close()
+	if _, err := s.Credit(ctx, meter.Transfer{Account: "alice", ID: "in-flight", Amount: 5}); err != nil {
+		t.Fatalf("a call of a request in flight after Close: %v", err)
+	}
+	done()
+	done() // ending a use twice changes nothing
+	if _, err := s.Account(ctx, meter.Read{Account: "alice"}); !errors.Is(err, meter.ErrUnavailable) {
+		t.Errorf("a call after the last use ended: %v, want ErrUnavailable from a closed store", err)
+	}
+}
