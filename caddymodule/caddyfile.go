@@ -291,6 +291,9 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 			return nil, h.Errf("unknown tollgate subdirective %q", h.Val())
 		}
 	}
+	if len(handler.Prices) == 0 {
+		return nil, h.Err("tollgate needs an amount, or a block with price lines")
+	}
 	return handler, nil
 }
 

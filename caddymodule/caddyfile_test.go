@@ -1,0 +1,225 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+const goodSecret = "unit-test-secret-0123456789-abcdefgh"
+
+// adapt adapts a Caddyfile to JSON.
+func adapt(t *testing.T, cfg string) ([]byte, error) {
+	t.Helper()
+	js, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+	return js, err
+}
+
+// site wraps global options and a site body into a Caddyfile.
+func site(globals, body string) string {
+	return "{\n\tadmin off\n\ttollgate {\n" + globals + "\n\t}\n}\n\nhttp://localhost:8080 {\n" + body + "\n}\n"
+}
+
+func TestGlobalOption(t *testing.T) {
+	js, err := adapt(t, site(`
+		store redis {
+			url redis://127.0.0.1:6379/1
+			timeout 150ms
+			prefix tg
+		}
+		jwt {
+			hmac_secret `+goodSecret+`
+			public_key /etc/issuer.pem k1
+			public_key /etc/other.pem
+			algorithms HS256 RS256
+			issuer https://issuer.example/
+			audience https://api.example/
+			leeway 10s
+			account_claim uid
+		}
+		signup_bonus 100
+		ledger_retention 500
+		on_store_error allow`, "tollgate 1\nrespond ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Apps struct {
+			Tollgate App `json:"tollgate"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	app := cfg.Apps.Tollgate
+	want := App{
+		Store: &StoreConfig{Kind: "redis", URL: "redis://127.0.0.1:6379/1", Timeout: caddy.Duration(150e6), Prefix: "tg"},
+		JWT: &JWTConfig{
+			HMACSecret: goodSecret,
+			PublicKeys: []PublicKeyConfig{{File: "/etc/issuer.pem", KID: "k1"}, {File: "/etc/other.pem"}},
+			Algorithms: []string{"HS256", "RS256"},
+			Issuer:     "https://issuer.example/", Audience: "https://api.example/",
+			Leeway: caddy.Duration(10e9), AccountClaim: "uid",
+		},
+		SignupBonus: 100, LedgerRetention: 500, OnStoreError: "allow",
+	}
+	got, _ := json.Marshal(app)
+	exp, _ := json.Marshal(want)
+	if string(got) != string(exp) {
+		t.Errorf("adapted app\n%s\nwant\n%s", got, exp)
+	}
+
+	// The JSON round trip keeps every field.
+	var again App
+	if err := json.Unmarshal(got, &again); err != nil {
+		t.Fatal(err)
+	}
+	if back, _ := json.Marshal(again); string(back) != string(got) {
+		t.Errorf("round trip\n%s\nwant\n%s", back, got)
+	}
+
+	js, err = adapt(t, site("store redis redis://h:1/0", "tollgate 1\nrespond ok"))
+	if err != nil || !strings.Contains(string(js), `"store":{"kind":"redis","url":"redis://h:1/0"}`) {
+		t.Errorf("short store form: %s, %v", js, err)
+	}
+}
+
+func TestGlobalOptionErrors(t *testing.T) {
+	for _, c := range []struct{ globals, want string }{
+		{"store", "wrong argument count"},
+		{"store disk", `unknown store "disk"`},
+		{"store redis {\n\t\t\ttimeout 1s\n\t\t}", "store redis needs a url"},
+		{"store redis {\n\t\t\turl u\n\t\t\tpool 3\n\t\t}", `unknown store redis option "pool"`},
+		{"store redis {\n\t\t\turl u\n\t\t\tcluster a:1 b:2\n\t\t}", "not supported yet"},
+		{"store redis {\n\t\t\turl u\n\t\t\ttimeout soon\n\t\t}", "bad duration"},
+		{"jwt {\n\t\t\tcolour blue\n\t\t}", `unknown jwt option "colour"`},
+		{"jwt {\n\t\t\thmac_secret\n\t\t}", "wrong argument count"},
+		{"jwt {\n\t\t\thmac_secret a b\n\t\t}", "wrong argument count"},
+		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}\n\t\taccount {http.auth.user.id}", "jwt or account, not both"},
+		{"signup_bonus -1", "not an integer"},
+		{"signup_bonus 1.5", "not an integer"},
+		{"signup_bonus 9007199254740992", "not an integer"},
+		{"ledger_retention 0", "at least 1"},
+		{"on_store_error maybe", "deny or allow"},
+		{"colour blue", `unknown tollgate option "colour"`},
+	} {
+		_, err := adapt(t, site(c.globals, "respond ok"))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want one containing %q", c.globals, err, c.want)
+		}
+	}
+}
+
+func TestDirective(t *testing.T) {
+	js, err := adapt(t, site("jwt {\n\t\t\thmac_secret "+goodSecret+"\n\t\t}", `
+	@chat path /v1/chat
+	tollgate {
+		price @chat 5
+		price /v1/* 2
+		price * 1
+		refund_on 502 503 504 error
+	}
+	respond ok`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`"handler":"tollgate"`,
+		`{"amount":5,"match":[{"path":["/v1/chat"]}],"route":"@chat"}`,
+		`{"amount":2,"match":[{"path":["/v1/*"]}],"route":"/v1/*"}`,
+		`{"amount":1}`,
+		`"refund_on":["502","503","504","error"]`,
+	} {
+		if !strings.Contains(string(js), want) {
+			t.Errorf("adapted config lacks %s:\n%s", want, js)
+		}
+	}
+	// tollgate runs before request_header and reverse_proxy.
+	js, err = adapt(t, site("", "reverse_proxy localhost:9\nrequest_header X-A b\ntollgate 3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(js)
+	if i, j := strings.Index(s, `"handler":"tollgate"`), strings.Index(s, `"handler":"headers"`); i < 0 || j < 0 || i > j {
+		t.Errorf("tollgate is not ordered before request_header:\n%s", s)
+	}
+}
+
+func TestDirectiveErrors(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{"tollgate", "needs an amount"},
+		{"tollgate {\n\trefund_on 5xx\n}", "needs an amount"},
+		{"tollgate 0", "amount must be an integer"},
+		{"tollgate -3", "amount must be an integer"},
+		{"tollgate 1.5", "amount must be an integer"},
+		{"tollgate 9007199254740992", "amount must be an integer"},
+		{"tollgate 1 2", "wrong argument count"},
+		{"tollgate {\n\tprice 5\n}", "needs a matcher"},
+		{"tollgate {\n\tprice\n}", "needs a matcher"},
+		{"tollgate {\n\tprice /v1/*\n}", "needs an amount"},
+		{"tollgate {\n\tprice @nope 5\n}", "nope"},
+		{"tollgate {\n\tprice * 5 6\n}", "wrong argument count"},
+		{"tollgate {\n\tprice * {\n\t\tresponse_bytes 1 per 1MiB\n\t}\n}", "not supported yet"},
+		{"tollgate {\n\tcolour blue\n}", `unknown tollgate subdirective "colour"`},
+		{"tollgate {\n\trefund_on\n}", "wrong argument count"},
+		{"tollgate {\n\trefund_on 6xx\n}", "refund_on"},
+		{"tollgate {\n\trefund_on 200\n}", "refund_on"},
+	} {
+		_, err := adapt(t, site("", c.body+"\nrespond ok"))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want one containing %q", c.body, err, c.want)
+		}
+	}
+}
+
+// validate adapts and provisions a config without starting it.
+func validate(t *testing.T, cfg string) error {
+	t.Helper()
+	js, err := adapt(t, cfg)
+	if err != nil {
+		return err
+	}
+	return caddy.Validate(mustConfig(t, js))
+}
+
+func mustConfig(t *testing.T, js []byte) *caddy.Config {
+	t.Helper()
+	var cfg caddy.Config
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return &cfg
+}
+
+func TestProvisionErrors(t *testing.T) {
+	t.Setenv("TOLLGATE_TEST_EMPTY", "")
+	t.Setenv("TOLLGATE_TEST_SHORT", "short")
+	for _, c := range []struct{ globals, body, want string }{
+		{"", "tollgate 1", "needs jwt"},
+		{"jwt {\n\t\t\thmac_secret {env.TOLLGATE_TEST_SHORT}\n\t\t}", "tollgate 1", "at least 32 bytes"},
+		{"jwt {\n\t\t\thmac_secret {env.TOLLGATE_TEST_EMPTY}\n\t\t}", "tollgate 1", "empty"},
+		{"jwt {\n\t\t\thmac_secret {env.TOLLGATE_TEST_UNSET}\n\t\t}", "tollgate 1", "empty"},
+		{"jwt {\n\t\t\tpublic_key /nonexistent.pem\n\t\t\tissuer i\n\t\t\taudience a\n\t\t}", "tollgate 1", "reading public key"},
+		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\tjwks https://idp.example/jwks.json\n\t\t}", "tollgate 1", "jwks: not supported yet"},
+		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\tscope_claim scp\n\t\t}", "tollgate 1", "scope_claim: not supported yet"},
+		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\tadmin_audience https://ops/\n\t\t}", "tollgate 1", "admin_audience: not supported yet"},
+		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\talgorithms RS256\n\t\t}", "tollgate 1", "no public key"},
+		{"account {http.auth.user.id}", "tollgate 1", "account: not supported yet"},
+		{"hold_expiry 15m\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "hold_expiry: not supported yet"},
+		{"store redis {env.TOLLGATE_TEST_EMPTY}\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "url is empty"},
+		{"store redis {\n\t\t\turl redis://h:1/0\n\t\t\tprefix a{b\n\t\t}\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "braces"},
+	} {
+		err := validate(t, site(c.globals, c.body+"\nrespond ok"))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want one containing %q", c.globals, err, c.want)
+		}
+	}
+	if err := validate(t, site("jwt {\n\t\t\thmac_secret "+goodSecret+"\n\t\t}", "tollgate 1\nrespond ok")); err != nil {
+		t.Errorf("a good config: %v", err)
+	}
+}
