@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -77,6 +78,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision loads the price matchers and finds the tollgate app.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
 	appIface, err := ctx.App("tollgate")
 	if err != nil {
 		return fmt.Errorf("getting the tollgate app: %w", err)
@@ -124,6 +128,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	account, err := h.authenticate(r)
 	if err != nil {
+		countUnauthenticated.Inc()
 		return writeProblem(w, r, unauthorized(err))
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
@@ -136,6 +141,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	rw := &responseWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, charged: "0"}
 	if !ok {
+		countFree.Inc()
 		caddyhttp.SetVar(r.Context(), "tollgate.charged", 0)
 		return next.ServeHTTP(rw, r)
 	}
@@ -149,6 +155,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// Money moves on a context the client cannot cancel: a disconnect never
 	// leaves an outcome unknown.
 	ctx := context.WithoutCancel(r.Context())
+	start := time.Now()
 	receipt, err := h.app.store.Charge(ctx, meter.Charge{
 		Account: account,
 		Op:      op,
@@ -157,21 +164,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		Route:   price.route(r),
 		Bonus:   h.app.SignupBonus,
 	})
+	observeSince(storeCharge, start)
 	var short *meter.InsufficientError
 	switch {
 	case errors.As(err, &short):
+		countInsufficient.Inc()
 		w.Header().Set("Tollgate-Charged", "0")
 		w.Header().Set("Tollgate-Balance", strconv.FormatInt(short.Balance, 10))
 		w.Header().Set("Tollgate-Op", op)
 		return writeProblem(w, r, insufficient(short))
 	case errors.Is(err, meter.ErrUnavailable) && h.app.OnStoreError == OnStoreErrorAllow:
+		countUnbilled.Inc()
 		h.logger.Warn("store unavailable: forwarding unbilled", zap.String("op", op), zap.Error(err))
 		return next.ServeHTTP(rw, r)
 	case err != nil:
+		countStoreError.Inc()
 		h.logger.Error("store unavailable", zap.String("op", op), zap.Error(err))
 		w.Header().Set("Retry-After", "1")
 		return writeProblem(w, r, storeUnavailable())
 	}
+	countPaid.Inc()
+	tokensCharged.Add(float64(receipt.Amount))
 	rw.charged = strconv.FormatInt(receipt.Amount, 10)
 	rw.balance = strconv.FormatInt(receipt.Balance, 10)
 	caddyhttp.SetVar(r.Context(), "tollgate.charged", receipt.Amount)
@@ -221,8 +234,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // acknowledges if it cannot now. ok reports a refund made now.
 func (h *Handler) refund(ctx context.Context, account, op string, amount int64) (meter.Receipt, bool) {
 	rf := meter.Refund{Account: account, Op: op, Amount: amount, Reason: meter.ReasonRefundOn}
+	start := time.Now()
 	r, err := h.app.store.Refund(ctx, rf)
+	observeSince(storeRefund, start)
 	if err == nil {
+		if !r.Replayed {
+			tokensRefunded.Add(float64(r.Amount))
+		}
 		return r, true
 	}
 	if !errors.Is(err, meter.ErrUnavailable) {
@@ -230,8 +248,12 @@ func (h *Handler) refund(ctx context.Context, account, op string, amount int64) 
 		return r, false
 	}
 	h.logger.Warn("refund failed; retrying in the background", zap.String("op", op), zap.Error(err))
+	metricUnsettled.Inc()
 	h.app.store.Retry(func(ctx context.Context) error {
-		_, err := h.app.store.Refund(ctx, rf)
+		r, err := h.app.store.Refund(ctx, rf)
+		if err == nil && !r.Replayed {
+			tokensRefunded.Add(float64(r.Amount))
+		}
 		return err
 	})
 	return r, false
