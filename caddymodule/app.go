@@ -179,8 +179,10 @@ func (a *App) provisionStore(repl *caddy.Replacer) error {
 	return nil
 }
 
-// Start checks that Redis keeps balances safe, logging any risk it finds.
+// Start makes the app the one the admin API serves, and checks that Redis
+// keeps balances safe, logging any risk it finds.
 func (a *App) Start() error {
+	a.goLive()
 	if r, ok := a.store.(*meter.Redis); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -195,8 +197,12 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop does nothing: the store outlives the config until Cleanup.
-func (a *App) Stop() error { return nil }
+// Stop hands the admin API back to the previous app; the store outlives the
+// config until Cleanup.
+func (a *App) Stop() error {
+	a.goDark()
+	return nil
+}
 
 // Cleanup gives the Redis store back to the pool, which closes it when no
 // config uses it and its background work is done.

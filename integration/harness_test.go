@@ -88,6 +88,7 @@ func (u *upstream) lastHeader() http.Header {
 // gateway is a running Caddy with Tollgate on a Redis store.
 type gateway struct {
 	URL    string // http://127.0.0.1:port
+	Admin  string // http://127.0.0.1:port of Caddy's admin endpoint
 	store  *meter.Redis
 	redis  *redistest.Server
 	client *http.Client
@@ -102,10 +103,10 @@ var prefixes atomic.Int64
 // jwt.
 func startGateway(t *testing.T, srv *redistest.Server, site, globals string) *gateway {
 	t.Helper()
-	port := freePort(t)
+	port, adminPort := freePort(t), freePort(t)
 	prefix := fmt.Sprintf("it%d", prefixes.Add(1))
 	cfg := fmt.Sprintf(`{
-	admin off
+	admin 127.0.0.1:%d
 	persist_config off
 	tollgate {
 		store redis {
@@ -125,7 +126,7 @@ http://127.0.0.1:%d {
 	bind 127.0.0.1
 	%s
 }
-`, srv.URL(), prefix, secret, globals, port, site)
+`, adminPort, srv.URL(), prefix, secret, globals, port, site)
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	js, warnings, err := adapter.Adapt([]byte(cfg), nil)
 	if err != nil {
@@ -145,6 +146,7 @@ http://127.0.0.1:%d {
 	t.Cleanup(func() { store.Close() })
 	return &gateway{
 		URL:    fmt.Sprintf("http://127.0.0.1:%d", port),
+		Admin:  fmt.Sprintf("http://127.0.0.1:%d", adminPort),
 		store:  store,
 		redis:  srv,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 100}},
