@@ -55,6 +55,9 @@ type Verifier struct {
 	algs    []string
 	claim   string
 	keyfunc jwt.Keyfunc
+	leeway  time.Duration
+	now     func() time.Time
+	cache   cache
 }
 
 // Error is a refused token, with a short fixed phrase that says why. It never
@@ -142,7 +145,9 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(cfg.Audience))
 	}
-	v.parser = jwt.NewParser(opts...)
+	v.now = time.Now
+	v.leeway = leeway
+	v.parser = jwt.NewParser(append(opts, jwt.WithTimeFunc(func() time.Time { return v.now() }))...)
 	v.keyfunc = v.key
 	return v, nil
 }
@@ -152,6 +157,9 @@ func New(cfg Config) (*Verifier, error) {
 func (v *Verifier) Verify(token string) (string, error) {
 	if len(token) > MaxTokenSize {
 		return "", &Error{ReasonTooLarge}
+	}
+	if account, ok := v.cache.get(token, v.now()); ok {
+		return account, nil
 	}
 	claims := jwt.MapClaims{}
 	if t, err := v.parser.ParseWithClaims(token, claims, v.keyfunc); err != nil {
@@ -163,6 +171,9 @@ func (v *Verifier) Verify(token string) (string, error) {
 	account, _ := claims[v.claim].(string)
 	if !meter.ValidAccount(account) {
 		return "", &Error{ReasonBadAccount}
+	}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		v.cache.put(token, account, exp.Add(v.leeway))
 	}
 	return account, nil
 }

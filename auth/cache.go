@@ -1,0 +1,56 @@
+package auth
+
+import (
+	"sync"
+	"time"
+)
+
+// Cache bounds: how many verified tokens are kept, and the longest token
+// worth keeping.
+const (
+	cacheEntries  = 10000
+	cacheTokenMax = 1 << 10
+)
+
+// cache remembers verified tokens until their expiry, so a hot caller's
+// token is not verified again on every request. Each Verifier has its own,
+// so a config change never honours a token under old rules.
+type cache struct {
+	mu      sync.RWMutex
+	entries map[string]cached
+}
+
+type cached struct {
+	account string
+	expires time.Time // the token's exp plus the leeway
+}
+
+// get returns the account of a verified token that has not expired.
+func (c *cache) get(token string, now time.Time) (string, bool) {
+	c.mu.RLock()
+	e, ok := c.entries[token]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.expires) {
+		return "", false
+	}
+	return e.account, true
+}
+
+// put remembers a verified token, evicting an arbitrary one when full.
+func (c *cache) put(token, account string, expires time.Time) {
+	if len(token) > cacheTokenMax {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = make(map[string]cached)
+	}
+	if len(c.entries) >= cacheEntries {
+		for k := range c.entries {
+			delete(c.entries, k)
+			break
+		}
+	}
+	c.entries[token] = cached{account, expires}
+}
