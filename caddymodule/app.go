@@ -6,11 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/tollgate-dev/tollgate/auth"
@@ -61,8 +63,14 @@ type App struct {
 	store    meter.Store
 	storeKey string // the usage pool key of a Redis store
 	verifier *auth.Verifier
+	demo     bool // the HMAC secret is the published demo secret
+	ctx      caddy.Context
 	logger   *zap.Logger
 }
+
+// DemoSecret is the HMAC secret published in Caddyfile.example and the
+// README. It is refused unless every site is on localhost or loopback.
+const DemoSecret = "tollgate-demo-secret-change-me-0123456789"
 
 // StoreConfig selects the store.
 type StoreConfig struct {
@@ -92,7 +100,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision sets the app up: it resolves placeholders, builds the JWT
 // verifier and takes its store, shared across config reloads.
 func (a *App) Provision(ctx caddy.Context) error {
-	a.logger = ctx.Logger()
+	a.ctx, a.logger = ctx, ctx.Logger()
 	if a.Account != "" {
 		return errors.New("account: not supported yet")
 	}
@@ -119,6 +127,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("jwt: %w", err)
 		}
 		a.verifier = v
+		a.demo = repl.ReplaceKnown(a.JWT.HMACSecret, "") == DemoSecret
 	}
 	return a.provisionStore(repl)
 }
@@ -182,6 +191,11 @@ func (a *App) provisionStore(repl *caddy.Replacer) error {
 // Start makes the app the one the admin API serves, and checks that Redis
 // keeps balances safe, logging any risk it finds.
 func (a *App) Start() error {
+	if a.demo {
+		if err := a.checkDemoSites(); err != nil {
+			return err
+		}
+	}
 	a.goLive()
 	if r, ok := a.store.(*meter.Redis); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -195,6 +209,56 @@ func (a *App) Start() error {
 		}
 	}
 	return nil
+}
+
+// checkDemoSites refuses the demo secret unless every route of every HTTP
+// server matches only localhost or loopback hosts.
+func (a *App) checkDemoSites() error {
+	app, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return nil
+	}
+	for name, srv := range app.(*caddyhttp.App).Servers {
+		for _, route := range srv.Routes {
+			if !loopbackOnly(route.MatcherSets) {
+				return fmt.Errorf("the demo hmac_secret is published: it is refused unless every site is on localhost, and server %s has a site that is not", name)
+			}
+		}
+	}
+	return nil
+}
+
+// loopbackOnly reports whether every matcher set limits requests to
+// localhost or loopback hosts.
+func loopbackOnly(sets caddyhttp.MatcherSets) bool {
+	if len(sets) == 0 {
+		return false
+	}
+	for _, set := range sets {
+		limited := false
+		for _, m := range set {
+			var hosts caddyhttp.MatchHost
+			switch h := m.(type) {
+			case *caddyhttp.MatchHost:
+				hosts = *h
+			case caddyhttp.MatchHost:
+				hosts = h
+			default:
+				continue
+			}
+			limited = len(hosts) > 0
+			for _, h := range hosts {
+				h = strings.Trim(h, "[]")
+				if ip := net.ParseIP(h); !(h == "localhost" || strings.HasSuffix(h, ".localhost") || ip != nil && ip.IsLoopback()) {
+					return false
+				}
+			}
+		}
+		if !limited {
+			return false
+		}
+	}
+	return true
 }
 
 // Stop hands the admin API back to the previous app; the store outlives the
