@@ -94,6 +94,9 @@ type gateway struct {
 	client *http.Client
 }
 
+// lastConfig is the JSON config startGateway loaded last.
+var lastConfig []byte
+
 // prefixes keeps every gateway's keys apart.
 var prefixes atomic.Int64
 
@@ -128,16 +131,14 @@ http://127.0.0.1:%d {
 }
 `, adminPort, srv.URL(), prefix, secret, globals, port, site)
 	adapter := caddyconfig.GetAdapter("caddyfile")
-	js, warnings, err := adapter.Adapt([]byte(cfg), nil)
+	js, _, err := adapter.Adapt([]byte(cfg), nil)
 	if err != nil {
 		t.Fatalf("adapting:\n%s\n%v", cfg, err)
-	}
-	for _, w := range warnings {
-		t.Logf("caddyfile warning: %v", w)
 	}
 	if err := caddy.Load(js, true); err != nil {
 		t.Fatalf("loading:\n%s\n%v", js, err)
 	}
+	lastConfig = js
 	t.Cleanup(func() { _ = caddy.Stop() })
 	store, err := meter.NewRedis(meter.RedisOptions{URL: srv.URL(), Prefix: prefix, Timeout: 5 * time.Second})
 	if err != nil {
@@ -233,4 +234,16 @@ func expectStatus(t *testing.T, what string, resp *http.Response, body string, w
 	if resp.StatusCode != want {
 		t.Fatalf("%s: status %d, want %d; body %s", what, resp.StatusCode, want, strings.TrimSpace(body))
 	}
+}
+
+// httptestServer starts an upstream with handler and returns its address.
+func httptestServer(t *testing.T, handler http.HandlerFunc) string {
+	s := httptest.NewServer(handler)
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String()
+}
+
+// tokenPlain mints a token without issuer and audience.
+func tokenPlain(t *testing.T, account string) string {
+	return token(t, account, func(c jwt.MapClaims) { delete(c, "iss"); delete(c, "aud") })
 }
