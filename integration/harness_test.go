@@ -247,3 +247,6 @@ func httptestServer(t *testing.T, handler http.HandlerFunc) string {
 func tokenPlain(t *testing.T, account string) string {
 	return token(t, account, func(c jwt.MapClaims) { delete(c, "iss"); delete(c, "aud") })
 }
+
+// meterRead is an operator read of an account.
+func meterRead(account string) meter.Read { return meter.Read{Account: account} }
