@@ -204,9 +204,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	rw.onHeader = refund
 	defer func() {
 		// An upstream that fails after the headers went out aborts the
-		// response with a panic.
+		// response with a panic; a client that left is not refunded.
 		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler && h.refundOn.aborted {
+			if p == http.ErrAbortHandler && h.refundOn.aborted && r.Context().Err() == nil {
 				h.refund(ctx, account, op, receipt.Amount)
 			}
 			panic(p)
