@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"io"
 	"net/http"
 	"testing"
 
@@ -64,5 +65,40 @@ func TestStoreErrorAllow(t *testing.T) {
 	waitFor(t, "the unknown charge to be cancelled", func() bool {
 		a, err := g.store.Account(t.Context(), meterRead("alice"))
 		return err != nil || a.Charged == a.Refunded
+	})
+}
+
+// TestRefundOnError refunds a response the upstream aborts after its
+// headers, under refund_on error.
+func TestRefundOnError(t *testing.T) {
+	srv := redistest.Start(t)
+	up := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte("partial"))
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	})
+	g := startGateway(t, srv, `tollgate {
+		price * 4
+		refund_on error
+	}
+	reverse_proxy `+up, "")
+	g.credit(t, "alice", 10)
+	req, _ := http.NewRequest("GET", g.URL+"/x", nil)
+	req.Header.Set("Authorization", "Bearer "+token(t, "alice"))
+	if resp, err := g.client.Do(req); err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Fatal("the aborted response was read whole")
+		}
+	}
+	waitFor(t, "the aborted response's refund", func() bool {
+		a := g.account(t, "alice")
+		return a.Charged == 4 && a.Refunded == 4 && a.Balance == 10
 	})
 }
