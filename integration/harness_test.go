@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,11 +32,19 @@ import (
 const secret = "integration-secret-0123456789-abcdef"
 
 func TestMain(m *testing.M) {
+	// Keep Go's caches where they are for the builds tests make, before HOME
+	// moves.
+	if out, err := exec.Command("go", "env", "GOCACHE", "GOPATH", "GOMODCACHE").Output(); err == nil {
+		for i, v := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			os.Setenv([]string{"GOCACHE", "GOPATH", "GOMODCACHE"}[i], v)
+		}
+	}
 	// Caddy keeps its data and autosaved config under these.
 	dir, err := os.MkdirTemp("", "tollgate-integration")
 	if err != nil {
 		panic(err)
 	}
+	workDir = dir
 	for _, v := range []string{"HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"} {
 		os.Setenv(v, dir)
 	}
@@ -44,6 +53,9 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// workDir is the test run's own directory, removed at its end.
+var workDir string
 
 // upstream is a real HTTP upstream that counts what reaches it.
 type upstream struct {
@@ -87,6 +99,7 @@ func (u *upstream) lastHeader() http.Header {
 
 // gateway is a running Caddy with Tollgate on a Redis store.
 type gateway struct {
+	prefix string // its Redis keys' prefix
 	URL    string // http://127.0.0.1:port
 	Admin  string // http://127.0.0.1:port of Caddy's admin endpoint
 	store  *meter.Redis
@@ -108,7 +121,36 @@ func startGateway(t *testing.T, srv *redistest.Server, site, globals string) *ga
 	t.Helper()
 	port, adminPort := freePort(t), freePort(t)
 	prefix := fmt.Sprintf("it%d", prefixes.Add(1))
-	cfg := fmt.Sprintf(`{
+	cfg := gatewayConfig(srv, prefix, adminPort, port, site, globals)
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	js, _, err := adapter.Adapt([]byte(cfg), nil)
+	if err != nil {
+		t.Fatalf("adapting:\n%s\n%v", cfg, err)
+	}
+	if err := caddy.Load(js, true); err != nil {
+		t.Fatalf("loading:\n%s\n%v", js, err)
+	}
+	lastConfig = js
+	t.Cleanup(func() { _ = caddy.Stop() })
+	store, err := meter.NewRedis(meter.RedisOptions{URL: srv.URL(), Prefix: prefix, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return &gateway{
+		prefix: prefix,
+		URL:    fmt.Sprintf("http://127.0.0.1:%d", port),
+		Admin:  fmt.Sprintf("http://127.0.0.1:%d", adminPort),
+		store:  store,
+		redis:  srv,
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 100}},
+	}
+}
+
+// gatewayConfig is the Caddyfile of a gateway on Redis with keys under
+// prefix, listening on port, with site as its metered site's body.
+func gatewayConfig(srv *redistest.Server, prefix string, adminPort, port int, site, globals string) string {
+	return fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	persist_config off
 	tollgate {
@@ -130,30 +172,9 @@ http://127.0.0.1:%d {
 	%s
 }
 `, adminPort, srv.URL(), prefix, secret, globals, port, site)
-	adapter := caddyconfig.GetAdapter("caddyfile")
-	js, _, err := adapter.Adapt([]byte(cfg), nil)
-	if err != nil {
-		t.Fatalf("adapting:\n%s\n%v", cfg, err)
-	}
-	if err := caddy.Load(js, true); err != nil {
-		t.Fatalf("loading:\n%s\n%v", js, err)
-	}
-	lastConfig = js
-	t.Cleanup(func() { _ = caddy.Stop() })
-	store, err := meter.NewRedis(meter.RedisOptions{URL: srv.URL(), Prefix: prefix, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	return &gateway{
-		URL:    fmt.Sprintf("http://127.0.0.1:%d", port),
-		Admin:  fmt.Sprintf("http://127.0.0.1:%d", adminPort),
-		store:  store,
-		redis:  srv,
-		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 100}},
-	}
 }
 
+// freePort returns a port nothing listens on now.
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

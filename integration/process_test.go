@@ -1,0 +1,121 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/redistest"
+)
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// tollgateBinary builds cmd/tollgate once per test run.
+func tollgateBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binary = filepath.Join(workDir, "tollgate")
+		out, err := exec.Command("go", "build", "-o", binary, "../cmd/tollgate").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// startProcess runs a gateway as its own process on the same Redis keys as
+// g, and returns its URL.
+func startProcess(t *testing.T, srv *redistest.Server, g *gateway, site string) string {
+	t.Helper()
+	port, adminPort := freePort(t), freePort(t)
+	file := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(file, []byte(gatewayConfig(srv, g.prefix, adminPort, port, site, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(tollgateBinary(t), "run", "--adapter", "caddyfile", "--config", file)
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir(), "XDG_DATA_HOME="+t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitFor(t, "the second gateway to serve", func() bool {
+		resp, err := http.Get(url + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+	return url
+}
+
+// TestTwoGateways sends a new account's requests through two gateway
+// processes on one Redis: exactly what the balance covers is paid.
+func TestTwoGateways(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway")
+	}
+	srv := redistest.Start(t)
+	up := newUpstream(t)
+	site := "tollgate 3\nreverse_proxy " + up.Listener.Addr().String()
+	g := startGateway(t, srv, site, "")
+	other := startProcess(t, srv, g, site)
+	const k = 137
+	g.credit(t, "alice", 3*k)
+	tok := token(t, "alice")
+
+	var paid, refused atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i := range 1000 {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			url := g.URL
+			if i%2 == 1 {
+				url = other
+			}
+			req, _ := http.NewRequest("GET", url+"/x", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusOK:
+				paid.Add(1)
+			case http.StatusPaymentRequired:
+				refused.Add(1)
+			default:
+				t.Errorf("status %d", resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	if paid.Load() != k || refused.Load() != 1000-k || up.hits.Load() != k {
+		t.Errorf("%d paid, %d refused, %d upstream hits; want %d, %d, %d", paid.Load(), refused.Load(), up.hits.Load(), k, 1000-k, k)
+	}
+	if a := g.account(t, "alice"); a.Balance != 0 || a.Charged != 3*k {
+		t.Errorf("account %+v, want balance 0 and %d charged", a, 3*k)
+	}
+}
