@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -187,8 +188,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	tokensCharged.Add(float64(receipt.Amount))
 	rw.charged = strconv.FormatInt(receipt.Amount, 10)
 	rw.balance = strconv.FormatInt(receipt.Balance, 10)
-	caddyhttp.SetVar(r.Context(), "tollgate.charged", receipt.Amount)
-	caddyhttp.SetVar(r.Context(), "tollgate.balance", receipt.Balance)
+	// Once the request is forwarded, the vars map must not be written: the
+	// proxy's transport reads it from other goroutines. These values change
+	// in place instead.
+	charged, balance := new(liveAmount), new(liveAmount)
+	charged.Store(receipt.Amount)
+	balance.Store(receipt.Balance)
+	caddyhttp.SetVar(r.Context(), "tollgate.charged", charged)
+	caddyhttp.SetVar(r.Context(), "tollgate.balance", balance)
 
 	// A refund known before the headers go out shows in them.
 	refund := func(status int) {
@@ -197,8 +204,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		if rr, ok := h.refund(ctx, account, op, receipt.Amount); ok {
 			rw.charged, rw.balance = "0", strconv.FormatInt(rr.Balance, 10)
-			caddyhttp.SetVar(r.Context(), "tollgate.charged", 0)
-			caddyhttp.SetVar(r.Context(), "tollgate.balance", rr.Balance)
+			charged.Store(0)
+			balance.Store(rr.Balance)
 		}
 	}
 	rw.onHeader = refund
@@ -229,6 +236,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	return err
 }
+
+// liveAmount is a placeholder value that may change after the request was
+// forwarded.
+type liveAmount struct{ atomic.Int64 }
+
+// String returns the amount in decimal.
+func (a *liveAmount) String() string { return strconv.FormatInt(a.Load(), 10) }
 
 // refund gives the charge back, retrying in the background until the store
 // acknowledges if it cannot now. ok reports a refund made now.

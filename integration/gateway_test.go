@@ -204,7 +204,12 @@ func TestRefunds(t *testing.T) {
 	srv := redistest.Start(t)
 	up := newUpstream(t)
 	dead := freePort(t)
-	g := startGateway(t, srv, fmt.Sprintf(`handle /dead/* {
+	g := startGateway(t, srv, fmt.Sprintf(`header {
+		defer
+		X-Charged {http.vars.tollgate.charged}
+		X-Account {http.auth.user.id}
+	}
+	handle /dead/* {
 		reverse_proxy 127.0.0.1:%d
 	}
 	tollgate 4
@@ -212,18 +217,26 @@ func TestRefunds(t *testing.T) {
 	g.credit(t, "alice", 10)
 	tok := token(t, "alice")
 
-	resp, body := g.do(t, "GET", "/fail", tok)
+	resp, body := g.do(t, "GET", "/ok", tok)
+	expectStatus(t, "paid request", resp, body, http.StatusOK)
+	if resp.Header.Get("X-Charged") != "4" || resp.Header.Get("X-Account") != "alice" {
+		t.Errorf("placeholders: charged %q account %q, want 4 and alice", resp.Header.Get("X-Charged"), resp.Header.Get("X-Account"))
+	}
+	resp, body = g.do(t, "GET", "/fail", tok)
 	expectStatus(t, "upstream 500", resp, body, http.StatusInternalServerError)
-	if resp.Header.Get("Tollgate-Charged") != "0" || resp.Header.Get("Tollgate-Balance") != "10" {
-		t.Errorf("upstream 500: charged %q balance %q, want 0 and 10", resp.Header.Get("Tollgate-Charged"), resp.Header.Get("Tollgate-Balance"))
+	if resp.Header.Get("X-Charged") != "0" {
+		t.Errorf("{http.vars.tollgate.charged} after a refund: %q, want 0", resp.Header.Get("X-Charged"))
+	}
+	if resp.Header.Get("Tollgate-Charged") != "0" || resp.Header.Get("Tollgate-Balance") != "6" {
+		t.Errorf("upstream 500: charged %q balance %q, want 0 and 6", resp.Header.Get("Tollgate-Charged"), resp.Header.Get("Tollgate-Balance"))
 	}
 	resp, body = g.do(t, "GET", "/dead/x", tok)
 	expectStatus(t, "unreachable upstream", resp, body, http.StatusBadGateway)
 	if resp.Header.Get("Tollgate-Charged") != "0" {
 		t.Errorf("unreachable upstream: charged %q, want 0", resp.Header.Get("Tollgate-Charged"))
 	}
-	if a := g.account(t, "alice"); a.Balance != 10 || a.Charged != 8 || a.Refunded != 8 {
-		t.Errorf("account %+v, want two charges of 4 refunded", a)
+	if a := g.account(t, "alice"); a.Balance != 6 || a.Charged != 12 || a.Refunded != 8 {
+		t.Errorf("account %+v, want three charges of 4, two refunded", a)
 	}
 }
 
