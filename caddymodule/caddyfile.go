@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -266,10 +268,14 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 				p.Route = ""
 			}
 			if !h.NextArg() {
-				if h.NextBlock(h.Nesting()) {
-					return nil, h.Err("compound prices: not supported yet")
+				if p.Compound, err = parseCompound(h.Dispenser); err != nil {
+					return nil, err
 				}
-				return nil, h.Err("price needs an amount after its matcher")
+				if p.Compound == nil {
+					return nil, h.Err("price needs an amount after its matcher")
+				}
+				handler.Prices = append(handler.Prices, p)
+				continue
 			}
 			if p.Amount, err = parseAmount(h.Dispenser, h.Val()); err != nil {
 				return nil, err
@@ -295,6 +301,56 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 		return nil, h.Err("tollgate needs an amount, or a block with price lines")
 	}
 	return handler, nil
+}
+
+// parseCompound parses a compound price block, or returns nil when there is
+// none.
+func parseCompound(d *caddyfile.Dispenser) (*CompoundPrice, error) {
+	c := new(CompoundPrice)
+	found := false
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		found = true
+		name := d.Val()
+		args := d.RemainingArgs()
+		switch {
+		case name == "request" && len(args) == 1:
+			n, err := parseAmount(d, args[0])
+			if err != nil {
+				return nil, err
+			}
+			c.Request = n
+		case (name == "request_bytes" || name == "response_bytes") && len(args) == 3 && args[1] == "per":
+			if _, err := parseAmount(d, args[0]); err != nil {
+				return nil, err
+			}
+			if name == "request_bytes" {
+				c.RequestBytes = strings.Join(args, " ")
+			} else {
+				c.ResponseBytes = strings.Join(args, " ")
+			}
+		case name == "usage_header" && len(args) == 4 && args[2] == "reserve":
+			c.UsageHeader = strings.Join(args, " ")
+		case name == "hold_block" && len(args) == 1:
+			c.HoldBlock = args[0]
+		case slices.Contains([]string{"request", "request_bytes", "response_bytes", "usage_header", "hold_block"}, name):
+			return nil, d.Errf("bad %s line: want %s", name, compoundSyntax[name])
+		default:
+			return nil, d.Errf("unknown price subdirective %q", name)
+		}
+	}
+	if !found {
+		return nil, nil
+	}
+	return c, nil
+}
+
+// compoundSyntax is how each compound price line is written.
+var compoundSyntax = map[string]string{
+	"request":        "request <amount>",
+	"request_bytes":  "request_bytes <amount> per <size>",
+	"response_bytes": "response_bytes <amount> per <size>",
+	"usage_header":   "usage_header <Header-Name> <amount> reserve <units>",
+	"hold_block":     "hold_block <size>",
 }
 
 // parseAmount parses a price: a decimal integer in [1, 2^53-1].

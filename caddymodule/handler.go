@@ -59,13 +59,23 @@ type Price struct {
 	matchers caddyhttp.MatcherSets
 }
 
-// CompoundPrice is a price by request, bytes and reported usage.
+// CompoundPrice is a price by request, bytes and reported usage. Not
+// supported yet: a config that has one is refused.
 type CompoundPrice struct {
-	Request       int64  `json:"request,omitempty"`
-	RequestBytes  string `json:"request_bytes,omitempty"`
+	// Request is the tokens each request costs.
+	Request int64 `json:"request,omitempty"`
+
+	// RequestBytes is "<amount> per <size>" of request body.
+	RequestBytes string `json:"request_bytes,omitempty"`
+
+	// ResponseBytes is "<amount> per <size>" of response body.
 	ResponseBytes string `json:"response_bytes,omitempty"`
-	UsageHeader   string `json:"usage_header,omitempty"`
-	HoldBlock     string `json:"hold_block,omitempty"`
+
+	// UsageHeader is "<Header-Name> <amount> reserve <units>".
+	UsageHeader string `json:"usage_header,omitempty"`
+
+	// HoldBlock is the bytes held per store call. Default: 1MiB.
+	HoldBlock string `json:"hold_block,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
