@@ -133,7 +133,9 @@ type Hold struct {
 
 // Extend asks to add up to Max tokens and at least Min to an open hold, and
 // to renew its expiry to TTL from now. Max == 0 only renews. Seq numbers one
-// extension of the op; repeating a Seq repeats its first result.
+// extension of the op: repeating the last Seq repeats its first result, and
+// an older Seq changes nothing and reports the hold as it is, with Replayed
+// set.
 type Extend struct {
 	Account string
 	Op      string

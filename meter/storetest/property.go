@@ -3,25 +3,48 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/meter"
 )
 
-// model is an independent, plain account model the store is checked against.
+// The property test runs a random sequence of operations against the store
+// and against model, a plain account model written apart from every store,
+// and compares each result, the totals after each step, and every few steps
+// each account's whole ledger.
+
+// propertySteps is how many operations the property test runs.
+const propertySteps = 4000
+
+// SeedEnv names the environment variable that fixes the property test's
+// seed, to replay a failure.
+const SeedEnv = "STORETEST_SEED"
+
+// model is one account.
 type model struct {
-	exists, arrived    bool
-	cr, ch, de, rf, hd int64
-	holds              map[string]int64 // open holds
-	ops                map[string]*modelOp
-	ids                map[string]modelTransfer // "credit/id" or "debit/id"
+	exists, arrived bool
+	cr, ch, de, rf  int64
+	holds           map[string]*modelHold // the open holds
+	ops             map[string]*modelOp
+	ids             map[string]*modelTransfer // "credit/id" or "debit/id"
+	entries         int                       // ledger entries written
+}
+
+type modelHold struct {
+	amount int64
+	short  bool // expires at the next advance of the clock
 }
 
 type modelOp struct {
-	kind      byte // 'c', 'h', 'x'
-	state     byte // 'o', 's', 'r' for holds
+	kind      byte // 'c' charge, 'h' hold, 'x' tombstone of a cancel before apply
+	state     byte // for holds: 'o' open, 's' settled, 'r' released, 'e' expired
 	cancelled bool
 	first     meter.Receipt
 	seq       int64
@@ -35,30 +58,60 @@ type modelOp struct {
 }
 
 type modelTransfer struct {
-	amount  int64
-	reason  string
-	balance int64
+	amount int64
+	reason string
+	first  meter.TransferReceipt // the store's first receipt
 }
 
-func (m *model) balance() int64 { return m.cr - m.ch - m.de + m.rf - m.hd }
+func newModel() *model {
+	return &model{holds: map[string]*modelHold{}, ops: map[string]*modelOp{}, ids: map[string]*modelTransfer{}}
+}
 
+func (m *model) held() int64 {
+	var n int64
+	for _, h := range m.holds {
+		n += h.amount
+	}
+	return n
+}
+
+func (m *model) balance() int64 { return m.cr - m.ch - m.de + m.rf - m.held() }
+
+// arrive records a caller's operation: the account exists, and the first
+// one credits the bonus.
 func (m *model) arrive(bonus int64) {
 	m.exists = true
 	if !m.arrived {
 		m.arrived = true
-		m.cr += bonus
+		if bonus > 0 {
+			m.cr += bonus
+			m.entries++
+		}
 	}
 }
 
-// outcome is a result class and the receipt fields the model predicts.
+// advance releases the holds that expire when the clock moves on.
+func (m *model) advance() {
+	for op, h := range m.holds {
+		if h.short {
+			delete(m.holds, op)
+			m.ops[op].state = 'e'
+			m.entries++
+		}
+	}
+}
+
+// outcome is a result class and what the model predicts with it.
 type outcome struct {
 	class string // ok, replay, insufficient, invalid, conflict, gone, cancelled, notfound
 	r     meter.Receipt
+	ins   meter.InsufficientError // for insufficient
+	loose bool                    // compare the class only
 }
 
-func classOf(err error, r meter.Receipt) string {
+func classOf(err error, replayed bool) string {
 	switch {
-	case err == nil && r.Replayed:
+	case err == nil && replayed:
 		return "replay"
 	case err == nil:
 		return "ok"
@@ -78,264 +131,499 @@ func classOf(err error, r meter.Receipt) string {
 	return "error: " + err.Error()
 }
 
-func replay(r meter.Receipt) outcome {
-	r.Replayed = true
-	return outcome{"replay", r}
+func ok(r meter.Receipt) outcome     { return outcome{class: "ok", r: r} }
+func replay(r meter.Receipt) outcome { return outcome{class: "replay", r: replayed(r)} }
+func fail(class string) outcome      { return outcome{class: class} }
+func short(balance, price int64) outcome {
+	return outcome{class: "insufficient", ins: meter.InsufficientError{Balance: balance, Price: price}}
+}
+
+// propertySeed is the seed from SeedEnv, or a new one.
+func propertySeed(t *testing.T) uint64 {
+	if v := os.Getenv(SeedEnv); v != "" {
+		seed, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", SeedEnv, v, err)
+		}
+		return seed
+	}
+	return rand.Uint64()
 }
 
 func testProperty(t *testing.T, f Factory) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 42))
-	s, _ := fresh(t, f)
-	c := ctx(t)
-	const bonus = 20
+	seed := propertySeed(t)
+	t.Logf("seed %d (set %s=%d to replay)", seed, SeedEnv, seed)
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	h := f(t, meter.Config{})
+	s := h.Store
 	accounts := []string{"p0", "p1", "p2", "p3"}
 	models := map[string]*model{}
 	for _, a := range accounts {
-		models[a] = &model{holds: map[string]int64{}, ops: map[string]*modelOp{}, ids: map[string]modelTransfer{}}
+		models[a] = newModel()
 	}
-	steps := 3000
-	for step := range steps {
+
+	const (
+		shortTTL = time.Minute      // expires at the next advance
+		longTTL  = 12 * time.Hour   // never expires: the advances add up to less
+		advance  = 2 * time.Minute  // how far each advance moves the clock
+		advances = 60               // at most this many advances: 2h in all
+		badID    = "bad account id" // refused with ErrInvalid
+	)
+	advanced := 0
+	classes := map[string]int{}
+	n := func(k int) int64 { return int64(rng.IntN(k)) }
+	// amount is usually in [0, k), now and then out of range.
+	amount := func(k int) int64 {
+		switch rng.IntN(60) {
+		case 0:
+			return -1 - n(3)
+		case 1:
+			return meter.MaxAmount + 1 + n(3)
+		}
+		return n(k)
+	}
+	// positive is usually in [1, k], now and then out of range.
+	positive := func(k int) int64 {
+		if v := amount(k + 1); v != 0 {
+			return v
+		}
+		if rng.IntN(2) == 0 {
+			return 0
+		}
+		return 1 + n(k)
+	}
+	ttl := func() (time.Duration, bool) {
+		if !h.Slow && rng.IntN(3) == 0 {
+			return shortTTL, true
+		}
+		return longTTL, false
+	}
+	bonus := func() int64 { return []int64{0, 0, 15, 40}[rng.IntN(4)] }
+	reason := func() string {
+		if rng.IntN(15) == 0 {
+			return []string{"", "bad", meter.ReasonExpired}[rng.IntN(3)]
+		}
+		return []string{meter.ReasonRefundOn, meter.ReasonNotForwarded}[rng.IntN(2)]
+	}
+
+	for step := range propertySteps {
+		c := ctx(t)
 		a := accounts[rng.IntN(len(accounts))]
 		m := models[a]
-		op := fmt.Sprint("o", rng.IntN(12))
-		n := func(k int) int64 { return int64(rng.IntN(k)) }
-		var (
-			want, got outcome
-			what      string
-			err       error
-		)
-		switch rng.IntN(10) {
-		case 0, 1:
-			amount := n(7)
-			what = fmt.Sprintf("charge %s %d", op, amount)
-			got.r, err = s.Charge(c, meter.Charge{Account: a, Op: op, Amount: amount, Bonus: bonus})
-			want = m.charge(op, amount, bonus)
-		case 2:
-			hi := n(7)
-			lo := n(int(hi) + 2)
-			what = fmt.Sprintf("hold %s up to %d at least %d", op, hi, lo)
-			got.r, err = s.Hold(c, meter.Hold{Account: a, Op: op, Max: hi, Min: lo, TTL: time.Hour, Bonus: bonus})
-			want = m.hold(op, hi, lo, bonus)
-		case 3:
-			seq, hi := n(4), n(5)
-			lo := n(int(hi) + 1)
-			what = fmt.Sprintf("extend %s seq %d up to %d at least %d", op, seq, hi, lo)
-			got.r, err = s.Extend(c, meter.Extend{Account: a, Op: op, Seq: seq, Max: hi, Min: lo, TTL: time.Hour})
-			want = m.extend(op, seq, hi, lo)
-		case 4:
-			st := meter.Settle{Account: a, Op: op, Amount: n(9), CutOff: rng.IntN(2) == 0}
-			what = fmt.Sprintf("settle %s %d", op, st.Amount)
-			got.r, err = s.Settle(c, st)
-			want = m.settleOp(st)
-		case 5:
-			reason := []string{meter.ReasonRefundOn, meter.ReasonNotForwarded, "bad"}[rng.IntN(3)]
-			what = fmt.Sprintf("release %s %s", op, reason)
-			got.r, err = s.Release(c, meter.Release{Account: a, Op: op, Reason: reason})
-			want = m.release(op, reason)
-		case 6:
-			rf := meter.Refund{Account: a, Op: op, Amount: n(7), Reason: []string{meter.ReasonRefundOn, meter.ReasonNotForwarded}[rng.IntN(2)]}
-			what = fmt.Sprintf("refund %s %d", op, rf.Amount)
-			got.r, err = s.Refund(c, rf)
-			want = m.refundOp(rf)
-		case 7:
-			what = "cancel " + op
-			got.r, err = s.Cancel(c, meter.Cancel{Account: a, Op: op})
-			want = m.cancelOp(op)
-		default:
-			kind := []string{meter.KindCredit, meter.KindDebit}[rng.IntN(2)]
-			tr := meter.Transfer{Account: a, ID: fmt.Sprint("id", rng.IntN(6)), Amount: n(25), Reason: []string{"", "x"}[rng.IntN(2)]}
-			what = fmt.Sprintf("%s %s %d %q", kind, tr.ID, tr.Amount, tr.Reason)
-			var tr2 meter.TransferReceipt
-			if kind == meter.KindCredit {
-				tr2, err = s.Credit(c, tr)
-			} else {
-				tr2, err = s.Debit(c, tr)
+		target := a
+		bad := rng.IntN(100) == 0
+		if bad {
+			target = badID
+		}
+		// Ops come from a window that moves on, so that new ops keep coming
+		// and old ones are revisited. Charges and holds mostly keep to ops
+		// of their own; now and then one takes the other's.
+		opOf := func(prefix string) string {
+			if rng.IntN(10) == 0 {
+				prefix = map[string]string{"c": "h", "h": "c"}[prefix]
 			}
-			got.r = meter.Receipt{Balance: tr2.Balance, Replayed: tr2.Replayed}
-			want = m.transfer(kind, tr)
+			return fmt.Sprint(prefix, step/40+rng.IntN(8))
 		}
-		got.class = classOf(err, got.r)
-		if got.class != want.class {
-			t.Fatalf("step %d on %s, %s: %s (%v), model says %s", step, a, what, got.class, err, want.class)
+		op := opOf([]string{"c", "h"}[rng.IntN(2)])
+		// Steps after a hold or charge mostly pick one the model knows of.
+		known := func(ops []string) string {
+			if len(ops) == 0 || rng.IntN(4) == 0 {
+				return op
+			}
+			return ops[rng.IntN(len(ops))]
 		}
-		got.r.Expires = time.Time{}
-		if (got.class == "ok" || got.class == "replay") && got.r != want.r {
-			t.Fatalf("step %d on %s, %s: receipt %+v, model says %+v", step, a, what, got.r, want.r)
+		var (
+			what       string
+			err        error
+			got        meter.Receipt
+			want       outcome
+			tr         *meter.TransferReceipt
+			transferID string
+			xfer       meter.Transfer
+			xkind      string
+		)
+		model := func(fn func() outcome) {
+			if bad {
+				want = fail("invalid")
+			} else {
+				want = fn()
+			}
 		}
+		switch k := rng.IntN(100); {
+		case k < 18:
+			ch := meter.Charge{Account: target, Op: opOf("c"), Amount: positive(8), Bonus: bonus(), Method: "GET", Route: "/p"}
+			what = fmt.Sprintf("charge %+v", ch)
+			got, err = s.Charge(c, ch)
+			model(func() outcome { return m.charge(ch) })
+		case k < 31:
+			hi := positive(9)
+			lo := 1 + n(int(max(min(hi, 9), 1)))
+			if rng.IntN(20) == 0 {
+				lo = []int64{0, hi + 1}[rng.IntN(2)]
+			}
+			d, isShort := ttl()
+			hd := meter.Hold{Account: target, Op: opOf("h"), Max: hi, Min: lo, TTL: d, Bonus: bonus()}
+			what = fmt.Sprintf("hold %+v", hd)
+			got, err = s.Hold(c, hd)
+			model(func() outcome { return m.hold(hd, isShort) })
+		case k < 41:
+			op = known(m.open())
+			hi := amount(6)
+			lo := min(1+n(3), hi)
+			if rng.IntN(20) == 0 {
+				lo = []int64{0, hi + 1}[rng.IntN(2)]
+			}
+			d, isShort := ttl()
+			seq := int64(1)
+			if o := m.ops[op]; o != nil {
+				switch rng.IntN(6) {
+				case 0:
+					seq = o.seq - 1 // older, or invalid
+				case 1:
+					seq = o.seq // a replay, or invalid
+				default:
+					seq = o.seq + 1 + n(2) // new: seqs may skip
+				}
+			}
+			ex := meter.Extend{Account: target, Op: op, Seq: seq, Max: hi, Min: lo, TTL: d}
+			what = fmt.Sprintf("extend %+v", ex)
+			got, err = s.Extend(c, ex)
+			model(func() outcome { return m.extend(ex, isShort) })
+		case k < 51:
+			op = known(m.open())
+			st := meter.Settle{Account: target, Op: op, Amount: amount(10), CutOff: rng.IntN(2) == 0}
+			if h := m.holds[op]; h != nil && rng.IntN(5) != 0 {
+				st.Amount = n(int(h.amount) + 2) // the hold, or one more
+			} else if o := m.ops[op]; o != nil && o.state == 's' && rng.IntN(2) == 0 {
+				st = o.settle // a replay
+				st.Account = target
+			}
+			what = fmt.Sprintf("settle %+v", st)
+			got, err = s.Settle(c, st)
+			model(func() outcome { return m.settleOp(st) })
+		case k < 58:
+			rl := meter.Release{Account: target, Op: known(m.open()), Reason: reason()}
+			what = fmt.Sprintf("release %+v", rl)
+			got, err = s.Release(c, rl)
+			model(func() outcome { return m.release(rl) })
+		case k < 66:
+			op = known(m.charged())
+			rf := meter.Refund{Account: target, Op: op, Amount: amount(8), Reason: reason()}
+			if o := m.ops[op]; o != nil && o.refund != nil && rng.IntN(3) == 0 {
+				rf = *o.refund // a replay
+				rf.Account = target
+			} else if o != nil && o.charged() > 0 && rng.IntN(5) != 0 {
+				rf.Amount = 1 + n(int(o.charged())+1) // what it charged, or one more
+			}
+			what = fmt.Sprintf("refund %+v", rf)
+			got, err = s.Refund(c, rf)
+			model(func() outcome { return m.refundOp(rf) })
+		case k < 74:
+			cn := meter.Cancel{Account: target, Op: op}
+			what = fmt.Sprintf("cancel %+v", cn)
+			got, err = s.Cancel(c, cn)
+			model(func() outcome { return m.cancelOp(cn.Op) })
+		case k < 94:
+			kind := meter.KindCredit
+			if k >= 85 {
+				kind = meter.KindDebit
+			}
+			// A new id, or one of a few recent ones with one of a few
+			// amounts and reasons: mostly replays, now and then conflicts.
+			x := meter.Transfer{Account: target, ID: fmt.Sprint("t", step), Amount: positive(20), Reason: "top up", By: "prop"}
+			if rng.IntN(2) == 0 {
+				x.ID = fmt.Sprint("r", step/50+rng.IntN(4))
+				x.Amount = []int64{10, 10, 10, 15}[rng.IntN(4)]
+				x.Reason = []string{"", "", "", "fix"}[rng.IntN(4)]
+			}
+			what = fmt.Sprintf("%s %+v", kind, x)
+			var r meter.TransferReceipt
+			if kind == meter.KindCredit {
+				r, err = s.Credit(c, x)
+			} else {
+				r, err = s.Debit(c, x)
+			}
+			got = meter.Receipt{Balance: r.Balance, Replayed: r.Replayed}
+			tr, transferID, xfer, xkind = &r, kind+"/"+x.ID, x, kind
+			model(func() outcome { return m.transfer(kind, x) })
+		case k < 98:
+			rd := meter.Read{Account: target, Mode: meter.Caller, Bonus: bonus()}
+			what = fmt.Sprintf("read %+v", rd)
+			var acct meter.Account
+			acct, err = s.Account(c, rd)
+			got = meter.Receipt{Balance: acct.Balance, Held: acct.Held}
+			model(func() outcome {
+				m.arrive(rd.Bonus)
+				return ok(meter.Receipt{Balance: m.balance(), Held: m.held()})
+			})
+		default:
+			if h.Slow || advanced == advances || bad {
+				continue
+			}
+			advanced++
+			what = "advance"
+			h.Advance(t, advance)
+			for _, id := range accounts {
+				models[id].advance()
+			}
+			want = ok(meter.Receipt{})
+		}
+
+		class := classOf(err, got.Replayed)
+		if class != want.class {
+			t.Fatalf("step %d on %s, %s: %s (%v), the model says %s", step, a, what, class, err, want.class)
+		}
+		switch {
+		case want.loose:
+		case class == "ok" || class == "replay":
+			if !sameReceipt(withoutExpiry(got), want.r) {
+				t.Fatalf("step %d on %s, %s: receipt %+v, the model says %+v", step, a, what, got, want.r)
+			}
+		case class == "insufficient":
+			var ie *meter.InsufficientError
+			if !errors.As(err, &ie) || *ie != want.ins {
+				t.Fatalf("step %d on %s, %s: %v, the model says %+v", step, a, what, err, want.ins)
+			}
+		}
+		if tr != nil && err == nil {
+			checkTransfer(t, step, what, xkind, xfer, *tr, m.ids[transferID])
+		}
+		classes[strings.Fields(what)[0]+" "+class]++
+
+		// The totals after every step; the whole ledger every 200.
 		if m.exists {
 			got := account(t, s, a)
-			if got.Credited != m.cr || got.Charged != m.ch || got.Debited != m.de || got.Refunded != m.rf || got.Held != m.hd || got.Balance != m.balance() {
-				t.Fatalf("step %d on %s, %s: totals %+v, model says cr %d ch %d de %d rf %d hd %d", step, a, what, got, m.cr, m.ch, m.de, m.rf, m.hd)
+			invariantHolds(t, got)
+			want := meter.Account{Balance: m.balance(), Held: m.held(), Credited: m.cr, Charged: m.ch, Debited: m.de, Refunded: m.rf}
+			if totals(got) != want {
+				t.Fatalf("step %d on %s, %s: totals %+v, the model says %+v", step, a, what, totals(got), want)
+			}
+		} else {
+			_, err := s.Account(c, meter.Read{Account: a})
+			if !errors.Is(err, meter.ErrNotFound) {
+				t.Fatalf("step %d on %s, %s: operator read of an account the model has not seen: %v, want not found", step, a, what, err)
 			}
 		}
-		if step%500 == 499 {
+		if step%200 == 199 || step == propertySteps-1 {
 			for _, id := range accounts {
-				if models[id].exists {
-					checkInvariant(t, s, id, false)
+				if !models[id].exists {
+					continue
+				}
+				if e := checkInvariant(t, s, id, false); len(e) != models[id].entries {
+					t.Fatalf("step %d: %s has %d ledger entries, the model says %d", step, id, len(e), models[id].entries)
 				}
 			}
 		}
 	}
+
+	seen := walkAccounts(t, s, 3)
+	for _, id := range accounts {
+		if seen[id] != models[id].exists {
+			t.Errorf("account %s listed %v, the model says it exists: %v", id, seen[id], models[id].exists)
+		}
+	}
+	if len(seen) > len(accounts) {
+		t.Errorf("listed %v, more than the %d accounts", seen, len(accounts))
+	}
+	keys := slices.Sorted(maps.Keys(classes))
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s:%d", k, classes[k])
+	}
+	for _, id := range accounts {
+		fmt.Fprintf(&b, "; %s balance %d", id, models[id].balance())
+	}
+	t.Logf("%d steps, %d advances; results%s", propertySteps, advanced, b.String())
 }
 
-func (m *model) charge(op string, amount, bonus int64) outcome {
-	if amount < 1 {
-		return outcome{class: "invalid"}
+// withoutExpiry drops a receipt's expiry, which the model does not predict.
+func withoutExpiry(r meter.Receipt) meter.Receipt {
+	r.Expires = time.Time{}
+	return r
+}
+
+// checkTransfer checks a transfer receipt: a first one against the transfer,
+// a replay against the first, which the model's record of the id keeps.
+func checkTransfer(t *testing.T, step int, what, kind string, x meter.Transfer, got meter.TransferReceipt, rec *modelTransfer) {
+	t.Helper()
+	if rec == nil {
+		t.Fatalf("step %d, %s: the model holds no record", step, what)
 	}
-	m.arrive(bonus)
-	if o := m.ops[op]; o != nil {
+	if !got.Replayed {
+		e := got.Entry
+		if got.Account != x.Account || e.Kind != kind || e.Amount != x.Amount || e.Op != x.ID || e.Balance != got.Balance ||
+			e.Detail.Reason != x.Reason || e.Detail.By != x.By || e.ID == "" {
+			t.Fatalf("step %d, %s: receipt %+v", step, what, got)
+		}
+		rec.first = got
+		return
+	}
+	want := rec.first
+	want.Replayed = true
+	if !sameTransfer(got, want) {
+		t.Fatalf("step %d, %s: replay %+v, first %+v", step, what, got, rec.first)
+	}
+}
+
+func (m *model) charge(ch meter.Charge) outcome {
+	if ch.Amount < 1 || ch.Amount > meter.MaxAmount {
+		return fail("invalid")
+	}
+	m.arrive(ch.Bonus)
+	if o := m.ops[ch.Op]; o != nil {
 		if o.kind == 'x' || o.cancelled {
-			return outcome{class: "cancelled"}
+			return fail("cancelled")
 		}
 		if o.kind != 'c' {
-			return outcome{class: "conflict"}
+			return fail("conflict")
 		}
 		return replay(o.first)
 	}
-	if m.balance() < amount {
-		return outcome{class: "insufficient"}
+	if bal := m.balance(); bal < ch.Amount {
+		return short(bal, ch.Amount)
 	}
-	m.ch += amount
-	r := meter.Receipt{Amount: amount, Balance: m.balance()}
-	m.ops[op] = &modelOp{kind: 'c', first: r}
-	return outcome{"ok", r}
+	m.ch += ch.Amount
+	m.entries++
+	r := meter.Receipt{Amount: ch.Amount, Balance: m.balance()}
+	m.ops[ch.Op] = &modelOp{kind: 'c', first: r}
+	return ok(r)
 }
 
-func (m *model) hold(op string, hi, lo, bonus int64) outcome {
-	if hi < 1 || lo < 1 || lo > hi {
-		return outcome{class: "invalid"}
+func (m *model) hold(h meter.Hold, isShort bool) outcome {
+	if h.Max < 1 || h.Max > meter.MaxAmount || h.Min < 1 || h.Min > h.Max {
+		return fail("invalid")
 	}
-	m.arrive(bonus)
-	if o := m.ops[op]; o != nil {
+	m.arrive(h.Bonus)
+	if o := m.ops[h.Op]; o != nil {
 		if o.kind == 'x' || o.cancelled {
-			return outcome{class: "cancelled"}
+			return fail("cancelled")
 		}
 		if o.kind != 'h' {
-			return outcome{class: "conflict"}
+			return fail("conflict")
 		}
 		return replay(o.first)
 	}
-	add := min(hi, m.balance())
-	if add < lo {
-		return outcome{class: "insufficient"}
+	bal := m.balance()
+	add := min(h.Max, bal)
+	if add < h.Min {
+		return short(bal, h.Min)
 	}
-	m.hd += add
-	m.holds[op] = add
+	m.holds[h.Op] = &modelHold{amount: add, short: isShort}
+	m.entries++
 	r := meter.Receipt{Amount: add, Held: add, Balance: m.balance()}
-	m.ops[op] = &modelOp{kind: 'h', state: 'o', first: r}
-	return outcome{"ok", r}
+	m.ops[h.Op] = &modelOp{kind: 'h', state: 'o', first: r}
+	return ok(r)
 }
 
-// open returns the op's open hold, or the outcome that says why there is
-// none.
-func (m *model) open(op string) (*modelOp, *outcome) {
+// open returns the ops of the open holds, sorted.
+func (m *model) open() []string {
+	return slices.Sorted(maps.Keys(m.holds))
+}
+
+// charged returns the ops that charged something, sorted.
+func (m *model) charged() []string {
+	var ops []string
+	for op, o := range m.ops {
+		if o.charged() > 0 {
+			ops = append(ops, op)
+		}
+	}
+	slices.Sort(ops)
+	return ops
+}
+
+// openHold returns the op's record and open hold, or the outcome that says why
+// there is none.
+func (m *model) openHold(op string) (*modelOp, *modelHold, *outcome) {
 	o := m.ops[op]
+	var why outcome
 	switch {
 	case o == nil:
-		return nil, &outcome{class: "notfound"}
+		why = fail("notfound")
 	case o.kind == 'x' || o.cancelled:
-		return nil, &outcome{class: "cancelled"}
+		why = fail("cancelled")
 	case o.kind != 'h':
-		return nil, &outcome{class: "conflict"}
+		why = fail("conflict")
 	case o.state != 'o':
-		return nil, &outcome{class: "gone"}
+		why = fail("gone")
+	default:
+		return o, m.holds[op], nil
 	}
-	return o, nil
+	return nil, nil, &why
 }
 
-func (m *model) extend(op string, seq, hi, lo int64) outcome {
-	if seq < 1 || lo > hi || (hi > 0 && lo < 1) {
-		return outcome{class: "invalid"}
+func (m *model) extend(e meter.Extend, isShort bool) outcome {
+	if e.Seq < 1 || e.Max < 0 || e.Max > meter.MaxAmount || e.Min < 0 || e.Min > e.Max || (e.Max > 0 && e.Min < 1) {
+		return fail("invalid")
 	}
-	o, why := m.open(op)
+	o, h, why := m.openHold(e.Op)
 	if why != nil {
 		return *why
 	}
-	if seq == o.seq {
+	if e.Seq == o.seq {
 		return replay(o.seqRcpt)
 	}
-	if seq < o.seq {
-		return replay(meter.Receipt{Held: m.holds[op], Balance: m.balance()})
+	if e.Seq < o.seq {
+		// An older extension changes nothing; what it replies is left to
+		// the store.
+		return outcome{class: "replay", loose: true}
 	}
-	add := min(hi, m.balance())
-	if add < lo {
-		return outcome{class: "insufficient"}
+	bal := m.balance()
+	add := min(e.Max, bal)
+	if add < e.Min {
+		return short(bal, e.Min)
 	}
-	m.hd += add
-	m.holds[op] += add
-	r := meter.Receipt{Amount: add, Held: m.holds[op], Balance: m.balance()}
-	o.seq, o.seqRcpt = seq, r
-	return outcome{"ok", r}
+	h.amount += add
+	h.short = isShort
+	if add > 0 {
+		m.entries++
+	}
+	r := meter.Receipt{Amount: add, Held: h.amount, Balance: m.balance()}
+	o.seq, o.seqRcpt = e.Seq, r
+	return ok(r)
 }
 
 func (m *model) settleOp(st meter.Settle) outcome {
+	if st.Amount < 0 || st.Amount > meter.MaxAmount {
+		return fail("invalid")
+	}
 	if o := m.ops[st.Op]; o != nil && o.kind == 'h' && o.state == 's' && !o.cancelled {
 		if o.settle != st {
-			return outcome{class: "conflict"}
+			return fail("conflict")
 		}
 		return replay(o.settled)
 	}
-	o, why := m.open(st.Op)
+	o, h, why := m.openHold(st.Op)
 	if why != nil {
 		return *why
 	}
-	held := m.holds[st.Op]
-	if st.Amount > held {
-		return outcome{class: "invalid"}
+	if st.Amount > h.amount {
+		return fail("invalid")
 	}
 	delete(m.holds, st.Op)
-	m.hd -= held
 	m.ch += st.Amount
-	r := meter.Receipt{Amount: st.Amount, Released: held - st.Amount, Balance: m.balance()}
+	m.entries++
+	r := meter.Receipt{Amount: st.Amount, Released: h.amount - st.Amount, Balance: m.balance()}
 	o.state, o.settle, o.settled = 's', st, r
-	return outcome{"ok", r}
+	return ok(r)
 }
 
-func (m *model) release(op, reason string) outcome {
-	if reason != meter.ReasonRefundOn && reason != meter.ReasonNotForwarded {
-		return outcome{class: "invalid"}
+func (m *model) release(rl meter.Release) outcome {
+	if rl.Reason != meter.ReasonRefundOn && rl.Reason != meter.ReasonNotForwarded {
+		return fail("invalid")
 	}
-	if o := m.ops[op]; o != nil && o.kind == 'h' && o.state == 'r' && !o.cancelled {
+	if o := m.ops[rl.Op]; o != nil && o.kind == 'h' && o.state == 'r' && !o.cancelled {
 		return replay(o.released)
 	}
-	o, why := m.open(op)
+	o, h, why := m.openHold(rl.Op)
 	if why != nil {
 		return *why
 	}
-	held := m.holds[op]
-	delete(m.holds, op)
-	m.hd -= held
-	r := meter.Receipt{Amount: held, Balance: m.balance()}
+	delete(m.holds, rl.Op)
+	m.entries++
+	r := meter.Receipt{Amount: h.amount, Balance: m.balance()}
 	o.state, o.released = 'r', r
-	return outcome{"ok", r}
-}
-
-func (m *model) refundOp(rf meter.Refund) outcome {
-	if rf.Amount < 1 {
-		return outcome{class: "invalid"}
-	}
-	o := m.ops[rf.Op]
-	switch {
-	case o == nil:
-		return outcome{class: "notfound"}
-	case o.kind == 'x' || o.cancelled:
-		return outcome{class: "cancelled"}
-	case o.refund != nil:
-		if *o.refund != rf {
-			return outcome{class: "conflict"}
-		}
-		return replay(o.refunded)
-	}
-	charged := o.charged()
-	if charged < 0 || rf.Amount > charged {
-		return outcome{class: "invalid"}
-	}
-	m.rf += rf.Amount
-	r := meter.Receipt{Amount: rf.Amount, Balance: m.balance()}
-	o.refund, o.refunded = &rf, r
-	return outcome{"ok", r}
+	return ok(r)
 }
 
 // charged returns what the op charged, or -1 when it charged nothing.
@@ -349,53 +637,84 @@ func (o *modelOp) charged() int64 {
 	return -1
 }
 
+func (m *model) refundOp(rf meter.Refund) outcome {
+	if rf.Amount < 1 || rf.Amount > meter.MaxAmount || (rf.Reason != meter.ReasonRefundOn && rf.Reason != meter.ReasonNotForwarded) {
+		return fail("invalid")
+	}
+	o := m.ops[rf.Op]
+	switch {
+	case o == nil:
+		return fail("notfound")
+	case o.kind == 'x' || o.cancelled:
+		return fail("cancelled")
+	case o.refund != nil:
+		if *o.refund != rf {
+			return fail("conflict")
+		}
+		return replay(o.refunded)
+	}
+	if charged := o.charged(); charged < 0 || rf.Amount > charged {
+		return fail("invalid")
+	}
+	m.rf += rf.Amount
+	m.entries++
+	r := meter.Receipt{Amount: rf.Amount, Balance: m.balance()}
+	o.refund, o.refunded = &rf, r
+	return ok(r)
+}
+
 func (m *model) cancelOp(op string) outcome {
 	o := m.ops[op]
 	if o == nil {
 		r := meter.Receipt{Balance: m.balance()}
 		m.ops[op] = &modelOp{kind: 'x', cancel: r}
-		return outcome{"ok", r}
+		return ok(r)
 	}
 	if o.kind == 'x' || o.cancelled {
 		return replay(o.cancel)
 	}
 	var back int64
-	if held, open := m.holds[op]; o.kind == 'h' && open {
+	if h := m.holds[op]; o.kind == 'h' && h != nil {
 		delete(m.holds, op)
-		m.hd -= held
-		back = held
+		back = h.amount
+		m.entries++
 	} else if charged := o.charged(); charged > 0 {
 		if o.refund != nil {
 			charged -= o.refund.Amount
 		}
-		back = max(charged, 0)
-		m.rf += back
+		if charged > 0 {
+			back = charged
+			m.rf += back
+			m.entries++
+		}
 	}
 	r := meter.Receipt{Amount: back, Balance: m.balance()}
 	o.cancelled, o.cancel = true, r
-	return outcome{"ok", r}
+	return ok(r)
 }
 
-func (m *model) transfer(kind string, tr meter.Transfer) outcome {
-	if tr.Amount < 1 {
-		return outcome{class: "invalid"}
+func (m *model) transfer(kind string, x meter.Transfer) outcome {
+	if x.Amount < 1 || x.Amount > meter.MaxAmount {
+		return fail("invalid")
 	}
 	m.exists = true
-	key := kind + "/" + tr.ID
-	if prev, ok := m.ids[key]; ok {
-		if prev.amount != tr.Amount || prev.reason != tr.Reason {
-			return outcome{class: "conflict"}
+	key := kind + "/" + x.ID
+	if prev := m.ids[key]; prev != nil {
+		if prev.amount != x.Amount || prev.reason != x.Reason {
+			return fail("conflict")
 		}
-		return replay(meter.Receipt{Balance: prev.balance})
+		return replay(meter.Receipt{Balance: prev.first.Balance})
 	}
+	bal := m.balance()
 	if kind == meter.KindDebit {
-		if m.balance() < tr.Amount {
-			return outcome{class: "insufficient"}
+		if bal < x.Amount {
+			return short(bal, x.Amount)
 		}
-		m.de += tr.Amount
+		m.de += x.Amount
 	} else {
-		m.cr += tr.Amount
+		m.cr += x.Amount
 	}
-	m.ids[key] = modelTransfer{tr.Amount, tr.Reason, m.balance()}
-	return outcome{"ok", meter.Receipt{Balance: m.balance()}}
+	m.entries++
+	m.ids[key] = &modelTransfer{amount: x.Amount, reason: x.Reason}
+	return ok(meter.Receipt{Balance: m.balance()})
 }
