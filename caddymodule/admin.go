@@ -112,7 +112,7 @@ func serveAdmin(w http.ResponseWriter, r *http.Request, path string, app *App, b
 			writeStoreError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, accountJSON(a))
+		writeJSON(w, http.StatusOK, a)
 	case "credit", "debit":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
@@ -146,23 +146,6 @@ func serveAdmin(w http.ResponseWriter, r *http.Request, path string, app *App, b
 	default:
 		writeAdminProblem(w, http.StatusNotFound, "not-found", "No such resource.", nil)
 	}
-}
-
-// accountBody is an account as the operator API shows it.
-type accountBody struct {
-	Account  string `json:"account"`
-	Balance  int64  `json:"balance"`
-	Held     int64  `json:"held"`
-	Credited int64  `json:"credited"`
-	Charged  int64  `json:"charged"`
-	Debited  int64  `json:"debited"`
-	Refunded int64  `json:"refunded"`
-	Created  string `json:"created"`
-}
-
-func accountJSON(a meter.Account) accountBody {
-	return accountBody{a.Account, a.Balance, a.Held, a.Credited, a.Charged, a.Debited, a.Refunded,
-		a.Created.UTC().Format("2006-01-02T15:04:05.000Z07:00")}
 }
 
 // plainAmount is how an amount must be written: a decimal integer without

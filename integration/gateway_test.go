@@ -247,34 +247,9 @@ func TestExactConcurrency(t *testing.T) {
 	const k = 137
 	g.credit(t, "alice", 2*k)
 	tok := token(t, "alice")
-	var ok, refused atomic.Int64
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for range 1000 {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			req, _ := http.NewRequest("GET", g.URL+"/x", nil)
-			req.Header.Set("Authorization", "Bearer "+tok)
-			resp, err := g.client.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			switch resp.StatusCode {
-			case http.StatusOK:
-				ok.Add(1)
-			case http.StatusPaymentRequired:
-				refused.Add(1)
-			default:
-				t.Errorf("status %d", resp.StatusCode)
-			}
-		})
-	}
-	wg.Wait()
-	if ok.Load() != k || refused.Load() != 1000-k || up.hits.Load() != k {
-		t.Errorf("%d paid, %d refused, %d upstream hits; want %d, %d, %d", ok.Load(), refused.Load(), up.hits.Load(), k, 1000-k, k)
+	paid, refused := burst(t, tok, 1000, g.URL)
+	if paid != k || refused != 1000-k || up.hits.Load() != k {
+		t.Errorf("%d paid, %d refused, %d upstream hits; want %d, %d, %d", paid, refused, up.hits.Load(), k, 1000-k, k)
 	}
 	if a := g.account(t, "alice"); a.Balance != 0 || a.Charged != 2*k {
 		t.Errorf("account %+v, want balance 0 and %d charged", a, 2*k)
@@ -345,6 +320,41 @@ func TestHandleErrorsRestyles402(t *testing.T) {
 	if !strings.HasPrefix(body, "custom 402: {") || !strings.Contains(body, `"price":5`) {
 		t.Errorf("body %q, want the restyled problem", body)
 	}
+}
+
+// burst sends n requests, 32 at a time, spread over the gateways at urls,
+// and counts the answers paid (200) and refused (402); any other answer fails
+// the test.
+func burst(t *testing.T, tok string, n int, urls ...string) (paid, refused int64) {
+	t.Helper()
+	var p, r atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			req, _ := http.NewRequest("GET", urls[i%len(urls)]+"/x", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusOK:
+				p.Add(1)
+			case http.StatusPaymentRequired:
+				r.Add(1)
+			default:
+				t.Errorf("status %d", resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	return p.Load(), r.Load()
 }
 
 // waitFor polls cond, bounded, for what happens in the background.

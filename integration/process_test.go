@@ -7,9 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 )
@@ -81,39 +79,9 @@ func TestTwoGateways(t *testing.T) {
 	g.credit(t, "alice", 3*k)
 	tok := token(t, "alice")
 
-	var paid, refused atomic.Int64
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	client := &http.Client{Timeout: 10 * time.Second}
-	for i := range 1000 {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			url := g.URL
-			if i%2 == 1 {
-				url = other
-			}
-			req, _ := http.NewRequest("GET", url+"/x", nil)
-			req.Header.Set("Authorization", "Bearer "+tok)
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			switch resp.StatusCode {
-			case http.StatusOK:
-				paid.Add(1)
-			case http.StatusPaymentRequired:
-				refused.Add(1)
-			default:
-				t.Errorf("status %d", resp.StatusCode)
-			}
-		})
-	}
-	wg.Wait()
-	if paid.Load() != k || refused.Load() != 1000-k || up.hits.Load() != k {
-		t.Errorf("%d paid, %d refused, %d upstream hits; want %d, %d, %d", paid.Load(), refused.Load(), up.hits.Load(), k, 1000-k, k)
+	paid, refused := burst(t, tok, 1000, g.URL, other)
+	if paid != k || refused != 1000-k || up.hits.Load() != k {
+		t.Errorf("%d paid, %d refused, %d upstream hits; want %d, %d, %d", paid, refused, up.hits.Load(), k, 1000-k, k)
 	}
 	if a := g.account(t, "alice"); a.Balance != 0 || a.Charged != 3*k {
 		t.Errorf("account %+v, want balance 0 and %d charged", a, 3*k)
