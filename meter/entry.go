@@ -90,13 +90,3 @@ func (e Entry) MarshalJSON() ([]byte, error) {
 		Detail  any    `json:"detail"`
 	}{e.ID, e.Time.UTC().Format(timeLayout), e.Kind, e.Amount, e.Balance, e.Op, detail})
 }
-
-// MarshalJSON writes the account with its creation time in RFC 3339 UTC with
-// milliseconds, as entries are.
-func (a Account) MarshalJSON() ([]byte, error) {
-	type plain Account // without this method
-	return json.Marshal(struct {
-		plain
-		Created string `json:"created"`
-	}{plain(a), a.Created.UTC().Format(timeLayout)})
-}

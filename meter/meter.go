@@ -22,6 +22,7 @@ package meter
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -253,6 +254,16 @@ type Account struct {
 	Debited  int64     `json:"debited"`
 	Refunded int64     `json:"refunded"`
 	Created  time.Time `json:"created"`
+}
+
+// MarshalJSON writes the account with its creation time in RFC 3339 UTC with
+// milliseconds, as entries are.
+func (a Account) MarshalJSON() ([]byte, error) {
+	type plain Account // without this method
+	return json.Marshal(struct {
+		plain
+		Created string `json:"created"`
+	}{plain(a), a.Created.UTC().Format(timeLayout)})
 }
 
 // DefaultLedgerLimit is the page size of a ledger read that gives none.
