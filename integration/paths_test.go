@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"testing"
@@ -101,4 +102,44 @@ func TestRefundOnError(t *testing.T) {
 		a := g.account(t, "alice")
 		return a.Charged == 4 && a.Refunded == 4 && a.Balance == 10
 	})
+}
+
+// TestClientGone leaves while the upstream is still answering: the charge
+// stands, as the upstream did the work, and nothing is refunded twice or
+// panics.
+func TestClientGone(t *testing.T) {
+	srv := redistest.Start(t)
+	arrived := make(chan struct{})
+	up := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-r.Context().Done() // the proxy cancels when the client leaves
+	})
+	g := startGateway(t, srv, `tollgate {
+		price * 4
+		refund_on 4xx 5xx
+	}
+	reverse_proxy `+up, "")
+	g.credit(t, "alice", 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", g.URL+"/x", nil)
+	req.Header.Set("Authorization", "Bearer "+token(t, "alice"))
+	done := make(chan error, 1)
+	go func() {
+		resp, err := g.client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-arrived
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("the request finished though its client left")
+	}
+	// The gateway answers others, and the charge stands.
+	resp, body := g.do(t, "GET", "/health", "")
+	expectStatus(t, "next request", resp, body, http.StatusUnauthorized)
+	if a := g.account(t, "alice"); a.Charged != 4 || a.Refunded != 0 || a.Balance != 6 {
+		t.Errorf("account %+v, want the charge of 4 standing", a)
+	}
 }
