@@ -196,6 +196,7 @@ func (a *App) Start() error {
 			return err
 		}
 	}
+	a.warnChains()
 	a.goLive()
 	if r, ok := a.store.(*meter.Redis); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -226,6 +227,22 @@ func (a *App) checkDemoSites() error {
 		}
 	}
 	return nil
+}
+
+// warnChains warns about each server where one request can reach two
+// tollgate handlers: the first that runs prices the request, and the others
+// only pass it on, which is rarely what was meant.
+func (a *App) warnChains() {
+	app, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return
+	}
+	for name, srv := range app.(*caddyhttp.App).Servers {
+		if n := maxTollgates(srv.Routes); n > 1 {
+			a.logger.Warn("one request can reach several tollgate handlers; the first that runs prices it, and the others pass it on",
+				zap.String("server", name), zap.Int("handlers", n))
+		}
+	}
 }
 
 // loopbackOnly reports whether every matcher set limits requests to
