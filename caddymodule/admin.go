@@ -23,8 +23,8 @@ func init() {
 }
 
 // AdminAPI serves the operator API on Caddy's admin endpoint, under
-// /tollgate/: GET /tollgate/accounts/{id}, and POST
-// /tollgate/accounts/{id}/credit and …/debit.
+// /tollgate/: GET /tollgate/accounts, GET /tollgate/accounts/{id} and
+// …/ledger, and POST …/credit and …/debit.
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -87,8 +87,14 @@ func serveAdmin(w http.ResponseWriter, r *http.Request, path string, app *App, b
 		return
 	}
 	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
-	if len(segs) < 2 || len(segs) > 3 || segs[0] != "accounts" || segs[1] == "" {
+	if segs[0] != "accounts" || len(segs) > 3 || (len(segs) > 1 && segs[1] == "") {
 		writeAdminProblem(w, http.StatusNotFound, "not-found", "No such resource.", nil)
+		return
+	}
+	if len(segs) == 1 {
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			listAccounts(w, r, app)
+		}
 		return
 	}
 	account, err := url.PathUnescape(segs[1])
@@ -102,9 +108,7 @@ func serveAdmin(w http.ResponseWriter, r *http.Request, path string, app *App, b
 	}
 	switch action {
 	case "":
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			writeAdminProblem(w, http.StatusMethodNotAllowed, "invalid-request", "Use GET.", nil)
+		if !allow(w, r, http.MethodGet, http.MethodHead) {
 			return
 		}
 		a, err := app.store.Account(r.Context(), meter.Read{Account: account})
@@ -113,10 +117,12 @@ func serveAdmin(w http.ResponseWriter, r *http.Request, path string, app *App, b
 			return
 		}
 		writeJSON(w, http.StatusOK, a)
+	case "ledger":
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			serveLedger(w, r, app.store, meter.Read{Account: account})
+		}
 	case "credit", "debit":
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			writeAdminProblem(w, http.StatusMethodNotAllowed, "invalid-request", "Use POST.", nil)
+		if !allow(w, r, http.MethodPost) {
 			return
 		}
 		t, msg := readTransfer(r)
@@ -146,6 +152,57 @@ func serveAdmin(w http.ResponseWriter, r *http.Request, path string, app *App, b
 	default:
 		writeAdminProblem(w, http.StatusNotFound, "not-found", "No such resource.", nil)
 	}
+}
+
+// allow answers 405 with Allow unless the request's method is one of
+// methods, and reports whether it is.
+func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	if slices.Contains(methods, r.Method) {
+		return true
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	writeAdminProblem(w, http.StatusMethodNotAllowed, "invalid-request", "Use "+methods[0]+".", nil)
+	return false
+}
+
+// serveLedger answers a page of an account's ledger: limit (1-1000, default
+// 50) entries before the entry id before, newest first.
+func serveLedger(w http.ResponseWriter, r *http.Request, store meter.Store, rd meter.Read) {
+	q := meter.LedgerQuery{Read: rd, Before: r.URL.Query().Get("before")}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > meter.MaxLedgerLimit {
+			writeAdminProblem(w, http.StatusBadRequest, "invalid-request", "limit must be an integer from 1 to 1000.", nil)
+			return
+		}
+		q.Limit = n
+	}
+	page, err := store.Ledger(r.Context(), q)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// listAccounts answers a page of account ids from the cursor; limit is a
+// hint.
+func listAccounts(w http.ResponseWriter, r *http.Request, app *App) {
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > meter.MaxAccountsLimit {
+			writeAdminProblem(w, http.StatusBadRequest, "invalid-request", "limit must be an integer from 1 to 1000.", nil)
+			return
+		}
+		limit = n
+	}
+	page, err := app.store.Accounts(r.Context(), r.URL.Query().Get("cursor"), limit)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
 }
 
 // plainAmount is how an amount must be written: a decimal integer without

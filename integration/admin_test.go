@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -175,4 +176,89 @@ func TestAdminAPI(t *testing.T) {
 func mustJSON(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestAdminLedgerAndList pages an account's ledger through the admin API
+// while charges are being added: nothing is skipped or repeated. It also
+// walks the account list.
+func TestAdminLedgerAndList(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newUpstream(t)
+	g := startGateway(t, srv, "tollgate 1\nreverse_proxy "+up.Listener.Addr().String(), "")
+	g.credit(t, "alice", 1000)
+	tok := token(t, "alice")
+	for range 60 {
+		g.do(t, "GET", "/x", tok)
+	}
+	type page struct {
+		Account string `json:"account"`
+		Entries []struct {
+			ID   string `json:"id"`
+			Kind string `json:"kind"`
+		} `json:"entries"`
+		Next *string `json:"next"`
+	}
+	seen := map[string]bool{}
+	before := ""
+	for {
+		resp, body := g.admin(t, "GET", "/accounts/alice/ledger?limit=7&before="+before, "")
+		expectStatus(t, "ledger page", resp, body, http.StatusOK)
+		var p page
+		if err := json.Unmarshal([]byte(body), &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range p.Entries {
+			if seen[e.ID] {
+				t.Fatalf("entry %s seen twice", e.ID)
+			}
+			seen[e.ID] = true
+		}
+		g.do(t, "GET", "/x", tok) // a new entry while paging
+		if p.Next == nil {
+			break
+		}
+		before = *p.Next
+	}
+	if len(seen) != 61 {
+		t.Errorf("the walk saw %d entries, want 61", len(seen))
+	}
+	for _, c := range []struct{ path, why string }{
+		{"/accounts/alice/ledger?limit=0", "limit 0"},
+		{"/accounts/alice/ledger?limit=1001", "limit 1001"},
+		{"/accounts/alice/ledger?limit=x", "limit x"},
+		{"/accounts/alice/ledger?before=nope", "bad before"},
+		{"/accounts?limit=-1", "account list limit"},
+	} {
+		resp, body := g.admin(t, "GET", c.path, "")
+		expectStatus(t, c.why, resp, body, http.StatusBadRequest)
+	}
+	resp, body := g.admin(t, "GET", "/accounts/nobody/ledger", "")
+	expectStatus(t, "ledger of an unseen account", resp, body, http.StatusNotFound)
+
+	for i := range 12 {
+		g.credit(t, "acct-"+strconv.Itoa(i), 1)
+	}
+	listed := map[string]bool{}
+	cursor := ""
+	for range 100 {
+		resp, body := g.admin(t, "GET", "/accounts?limit=5&cursor="+cursor, "")
+		expectStatus(t, "account list", resp, body, http.StatusOK)
+		var p struct {
+			Accounts []string `json:"accounts"`
+			Next     *string  `json:"next"`
+		}
+		if err := json.Unmarshal([]byte(body), &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range p.Accounts {
+			listed[a] = true
+		}
+		if p.Next == nil {
+			break
+		}
+		cursor = *p.Next
+	}
+	if len(listed) != 13 || !listed["alice"] || !listed["acct-11"] {
+		t.Errorf("listed %v, want alice and acct-0 to acct-11", listed)
+	}
 }
