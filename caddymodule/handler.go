@@ -137,7 +137,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 
-	account, err := h.authenticate(r)
+	account, err := h.app.authenticate(r)
 	if err != nil {
 		countUnauthenticated.Inc()
 		return writeProblem(w, r, unauthorized(err))
@@ -285,7 +285,7 @@ func (h *Handler) refund(ctx context.Context, account, op string, amount int64) 
 
 // authenticate returns the caller's account from the single Bearer token in
 // the Authorization header.
-func (h *Handler) authenticate(r *http.Request) (string, error) {
+func (a *App) authenticate(r *http.Request) (string, error) {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
 		return "", errNoCredentials
@@ -297,7 +297,7 @@ func (h *Handler) authenticate(r *http.Request) (string, error) {
 	if !found || !strings.EqualFold(scheme, "Bearer") {
 		return "", errNoCredentials
 	}
-	return h.app.verifier.Verify(strings.TrimSpace(token))
+	return a.verifier.Verify(strings.TrimSpace(token))
 }
 
 // errNoCredentials is a request without a Bearer token.

@@ -1,0 +1,102 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/tollgate-dev/tollgate/meter"
+)
+
+func init() {
+	caddy.RegisterModule(AccountHandler{})
+	httpcaddyfile.RegisterHandlerDirective("tollgate_account", parseAccountHandler)
+	httpcaddyfile.RegisterDirectiveOrder("tollgate_account", httpcaddyfile.After, "forward_auth")
+}
+
+// AccountHandler serves callers their own account: …/balance and
+// …/ledger?limit=&before=, for the account their token names and no other.
+// It routes on the tail of the path, so it works under any prefix. Only GET
+// and HEAD are served.
+type AccountHandler struct {
+	app *App
+}
+
+// CaddyModule returns the Caddy module information.
+func (AccountHandler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.tollgate_account",
+		New: func() caddy.Module { return new(AccountHandler) },
+	}
+}
+
+// Provision finds the tollgate app.
+func (h *AccountHandler) Provision(ctx caddy.Context) error {
+	app, err := ctx.App("tollgate")
+	if err != nil {
+		return fmt.Errorf("getting the tollgate app: %w", err)
+	}
+	h.app = app.(*App)
+	if h.app.verifier == nil {
+		return errors.New("the tollgate_account directive needs jwt in the tollgate global option")
+	}
+	return nil
+}
+
+// ServeHTTP answers the caller's balance or ledger.
+func (h *AccountHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if isPreflight(r) {
+		return next.ServeHTTP(w, r)
+	}
+	account, err := h.app.authenticate(r)
+	if err != nil {
+		countUnauthenticated.Inc()
+		return writeProblem(w, r, unauthorized(err))
+	}
+	r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set("http.auth.user.id", account)
+	rd := meter.Read{Account: account, Mode: meter.Caller, Bonus: h.app.SignupBonus}
+	tail := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
+	if tail != "balance" && tail != "ledger" {
+		writeAdminProblem(w, http.StatusNotFound, "not-found", "No such resource: this account's balance and ledger are at …/balance and …/ledger.", nil)
+		return nil
+	}
+	if !allow(w, r, http.MethodGet, http.MethodHead) {
+		return nil
+	}
+	if tail == "ledger" {
+		serveLedger(w, r, h.app.store, rd)
+		return nil
+	}
+	a, err := h.app.store.Account(r.Context(), rd)
+	if err != nil {
+		writeStoreError(w, err)
+		return nil
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Account string `json:"account"`
+		Balance int64  `json:"balance"`
+		Held    int64  `json:"held"`
+	}{a.Account, a.Balance, a.Held})
+	return nil
+}
+
+// parseAccountHandler parses the tollgate_account directive, which takes no
+// arguments besides its matcher.
+func parseAccountHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	h.Next()
+	if h.NextArg() || h.NextBlock(0) {
+		return nil, h.Err("tollgate_account takes only a matcher")
+	}
+	return new(AccountHandler), nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*AccountHandler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*AccountHandler)(nil)
+)

@@ -1,0 +1,88 @@
+package integration
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/tollgate-dev/tollgate/internal/redistest"
+)
+
+// TestCallerEndpoints serves callers their own balance and ledger, never
+// metered and never another account's, whatever the path or query.
+func TestCallerEndpoints(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newUpstream(t)
+	g := startGateway(t, srv, `tollgate 1
+	tollgate_account /account/*
+	reverse_proxy `+up.Listener.Addr().String(), "signup_bonus 7")
+	g.credit(t, "bob", 500)
+	tok := token(t, "alice")
+
+	resp, body := g.do(t, "GET", "/account/balance", tok)
+	expectStatus(t, "balance", resp, body, http.StatusOK)
+	if body != `{"account":"alice","balance":7,"held":0}` {
+		t.Errorf("balance %s, want alice's signup bonus", body)
+	}
+	g.do(t, "GET", "/paid", tok)
+	resp, body = g.do(t, "GET", "/account/ledger?limit=10", tok)
+	expectStatus(t, "ledger", resp, body, http.StatusOK)
+	var page struct {
+		Account string `json:"account"`
+		Entries []struct {
+			Kind   string `json:"kind"`
+			Amount int64  `json:"amount"`
+		} `json:"entries"`
+		Next *string `json:"next"`
+	}
+	if err := json.Unmarshal([]byte(body), &page); err != nil {
+		t.Fatal(err)
+	}
+	if page.Account != "alice" || len(page.Entries) != 2 || page.Entries[0].Kind != "charge" || page.Entries[1].Kind != "credit" || page.Next != nil {
+		t.Errorf("ledger %s, want alice's charge and bonus", body)
+	}
+	if a := g.account(t, "alice"); a.Charged != 1 {
+		t.Errorf("alice charged %d: the caller endpoints were metered", a.Charged)
+	}
+
+	for _, path := range []string{
+		"/account/bob/balance",
+		"/account/../account/balance",
+		"/account/%2e%2e/bob/balance",
+		"/account/bob%2Fbalance",
+		"/account/balance?account=bob",
+		"/account/balance?sub=bob&account_id=bob",
+		"/account/x/../balance",
+	} {
+		resp, body := g.do(t, "GET", path, tok)
+		if strings.Contains(body, "bob") || strings.Contains(body, "500") {
+			t.Errorf("%s shows bob's account: %s", path, body)
+		}
+		// What the caller endpoint answers is alice's; a path it does not
+		// match goes on to the paid API.
+		if resp.StatusCode == http.StatusOK && strings.HasPrefix(body, "{") && !strings.Contains(body, `"account":"alice"`) {
+			t.Errorf("%s: %s", path, body)
+		}
+	}
+
+	for _, method := range []string{"POST", "PUT", "DELETE"} {
+		resp, body := g.do(t, method, "/account/balance", tok)
+		expectStatus(t, method+" balance", resp, body, http.StatusMethodNotAllowed)
+		if resp.Header.Get("Allow") != "GET, HEAD" {
+			t.Errorf("%s: Allow %q", method, resp.Header.Get("Allow"))
+		}
+	}
+	resp, body = g.do(t, "GET", "/account/", tok)
+	expectStatus(t, "the dashboard, planned", resp, body, http.StatusNotFound)
+	if p := decodeProblem(t, resp, body); p.Type != "urn:tollgate:problem:not-found" {
+		t.Errorf("problem %s", body)
+	}
+	resp, body = g.do(t, "GET", "/account/balance", "")
+	expectStatus(t, "no token", resp, body, http.StatusUnauthorized)
+	resp, body = g.do(t, "GET", "/account/ledger?limit=5000", tok)
+	expectStatus(t, "bad limit", resp, body, http.StatusBadRequest)
+	if a := g.account(t, "bob"); a.Balance != 500 {
+		t.Errorf("bob's account changed: %+v", a)
+	}
+}
