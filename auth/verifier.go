@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -45,7 +46,19 @@ type Config struct {
 	Audience     string      // required with public keys
 	Leeway       time.Duration
 	AccountClaim string
+
+	// Scope, when set, must be in the ScopeClaim: a space-separated string
+	// as in OAuth, or an array as in scp. A token without it is refused with
+	// ErrInsufficientScope.
+	Scope      string
+	ScopeClaim string // default: scope
 }
+
+// DefaultScopeClaim is where the scope is looked for.
+const DefaultScopeClaim = "scope"
+
+// ErrInsufficientScope is a valid token without the required scope.
+var ErrInsufficientScope = errors.New("insufficient scope")
 
 // Verifier checks a token's signature and claims and returns its account.
 type Verifier struct {
@@ -54,6 +67,8 @@ type Verifier struct {
 	keys    []PublicKey
 	algs    []string
 	claim   string
+	scope   string
+	scopeIn string
 	keyfunc jwt.Keyfunc
 	leeway  time.Duration
 	now     func() time.Time
@@ -100,9 +115,12 @@ func New(cfg Config) (*Verifier, error) {
 			return nil, fmt.Errorf("unsupported public key type %T", k.Key)
 		}
 	}
-	v := &Verifier{hmac: cfg.HMACSecret, keys: cfg.PublicKeys, claim: cfg.AccountClaim}
+	v := &Verifier{hmac: cfg.HMACSecret, keys: cfg.PublicKeys, claim: cfg.AccountClaim, scope: cfg.Scope, scopeIn: cfg.ScopeClaim}
 	if v.claim == "" {
 		v.claim = DefaultAccountClaim
+	}
+	if v.scopeIn == "" {
+		v.scopeIn = DefaultScopeClaim
 	}
 	v.algs = cfg.Algorithms
 	if len(v.algs) == 0 {
@@ -172,10 +190,29 @@ func (v *Verifier) Verify(token string) (string, error) {
 	if !meter.ValidAccount(account) {
 		return "", &Error{ReasonBadAccount}
 	}
+	if v.scope != "" && !hasScope(claims[v.scopeIn], v.scope) {
+		return "", ErrInsufficientScope
+	}
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		v.cache.put(token, account, exp.Add(v.leeway))
 	}
 	return account, nil
+}
+
+// hasScope reports whether a scope claim, a space-separated string or an
+// array of strings, holds scope.
+func hasScope(claim any, scope string) bool {
+	switch c := claim.(type) {
+	case string:
+		return slices.Contains(strings.Fields(c), scope)
+	case []any:
+		for _, s := range c {
+			if s == scope {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // errUnknownKey is the key function's answer to a kid it does not know.

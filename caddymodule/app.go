@@ -63,6 +63,7 @@ type App struct {
 	store    meter.Store
 	storeKey string // the usage pool key of a Redis store
 	verifier *auth.Verifier
+	admins   *auth.Verifier // tollgate_admin's: the admin scope and audience
 	demo     bool // the HMAC secret is the published demo secret
 	ctx      caddy.Context
 	logger   *zap.Logger
@@ -122,11 +123,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	repl := caddy.NewReplacer()
 	if a.JWT != nil {
-		v, err := a.JWT.verifier(repl)
+		v, admins, err := a.JWT.verifiers(repl)
 		if err != nil {
 			return fmt.Errorf("jwt: %w", err)
 		}
-		a.verifier = v
+		a.verifier, a.admins = v, admins
 		a.demo = repl.ReplaceKnown(a.JWT.HMACSecret, "") == DemoSecret
 	}
 	return a.provisionStore(repl)
@@ -324,12 +325,12 @@ type JWTConfig struct {
 	// AccountClaim is the claim that names the account. Default: sub.
 	AccountClaim string `json:"account_claim,omitempty"`
 
-	// ScopeClaim is where tollgate_admin looks for its scope. Not supported
-	// yet.
+	// ScopeClaim is where tollgate_admin looks for the tollgate:admin
+	// scope: a space-separated string or an array. Default: scope.
 	ScopeClaim string `json:"scope_claim,omitempty"`
 
-	// AdminAudience is the audience tollgate_admin tokens carry. Not
-	// supported yet.
+	// AdminAudience, if set, must be in the aud of tollgate_admin's tokens,
+	// in place of Audience. Default: Audience.
 	AdminAudience string `json:"admin_audience,omitempty"`
 }
 
@@ -343,12 +344,14 @@ type PublicKeyConfig struct {
 	KID string `json:"kid,omitempty"`
 }
 
-// verifier resolves placeholders and builds the verifier.
-func (c *JWTConfig) verifier(repl *caddy.Replacer) (*auth.Verifier, error) {
-	for name, v := range map[string]string{"jwks": c.JWKS, "scope_claim": c.ScopeClaim, "admin_audience": c.AdminAudience} {
-		if v != "" {
-			return nil, fmt.Errorf("%s: not supported yet", name)
-		}
+// AdminScope is the scope tollgate_admin's tokens carry.
+const AdminScope = "tollgate:admin"
+
+// verifiers resolves placeholders and builds the callers' verifier and
+// tollgate_admin's.
+func (c *JWTConfig) verifiers(repl *caddy.Replacer) (callers, admins *auth.Verifier, err error) {
+	if c.JWKS != "" {
+		return nil, nil, errors.New("jwks: not supported yet")
 	}
 	cfg := auth.Config{
 		Algorithms:   c.Algorithms,
@@ -360,25 +363,37 @@ func (c *JWTConfig) verifier(repl *caddy.Replacer) (*auth.Verifier, error) {
 	if c.HMACSecret != "" {
 		secret := repl.ReplaceKnown(c.HMACSecret, "")
 		if secret == "" {
-			return nil, errors.New("hmac_secret is empty after placeholders are resolved")
+			return nil, nil, errors.New("hmac_secret is empty after placeholders are resolved")
 		}
 		cfg.HMACSecret = []byte(secret)
 	}
 	for _, k := range c.PublicKeys {
 		path := repl.ReplaceKnown(k.File, "")
 		if path == "" {
-			return nil, errors.New("a public_key path is empty after placeholders are resolved")
+			return nil, nil, errors.New("a public_key path is empty after placeholders are resolved")
 		}
 		key, err := auth.LoadPublicKey(path)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cfg.PublicKeys = append(cfg.PublicKeys, auth.PublicKey{KID: k.KID, Key: key})
 	}
-	if strings.TrimSpace(c.Issuer) != "" && cfg.Issuer == "" || strings.TrimSpace(c.Audience) != "" && cfg.Audience == "" {
-		return nil, errors.New("issuer or audience is empty after placeholders are resolved")
+	adminAudience := repl.ReplaceKnown(c.AdminAudience, "")
+	if strings.TrimSpace(c.Issuer) != "" && cfg.Issuer == "" || strings.TrimSpace(c.Audience) != "" && cfg.Audience == "" ||
+		c.AdminAudience != "" && adminAudience == "" {
+		return nil, nil, errors.New("issuer, audience or admin_audience is empty after placeholders are resolved")
 	}
-	return auth.New(cfg)
+	if callers, err = auth.New(cfg); err != nil {
+		return nil, nil, err
+	}
+	cfg.Scope, cfg.ScopeClaim = AdminScope, c.ScopeClaim
+	if adminAudience != "" {
+		cfg.Audience = adminAudience
+	}
+	if admins, err = auth.New(cfg); err != nil {
+		return nil, nil, err
+	}
+	return callers, admins, nil
 }
 
 // Interface guards

@@ -41,6 +41,8 @@ func TestGlobalOption(t *testing.T) {
 			audience https://api.example/
 			leeway 10s
 			account_claim uid
+			scope_claim scp
+			admin_audience https://ops.example/
 		}
 		signup_bonus 100
 		ledger_retention 500
@@ -65,6 +67,7 @@ func TestGlobalOption(t *testing.T) {
 			Algorithms: []string{"HS256", "RS256"},
 			Issuer:     "https://issuer.example/", Audience: "https://api.example/",
 			Leeway: caddy.Duration(10e9), AccountClaim: "uid",
+			ScopeClaim: "scp", AdminAudience: "https://ops.example/",
 		},
 		SignupBonus: 100, LedgerRetention: 500, OnStoreError: "allow",
 	}
@@ -209,8 +212,7 @@ func TestProvisionErrors(t *testing.T) {
 		{"jwt {\n\t\t\thmac_secret {env.TOLLGATE_TEST_UNSET}\n\t\t}", "tollgate 1", "empty"},
 		{"jwt {\n\t\t\tpublic_key /nonexistent.pem\n\t\t\tissuer i\n\t\t\taudience a\n\t\t}", "tollgate 1", "reading public key"},
 		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\tjwks https://idp.example/jwks.json\n\t\t}", "tollgate 1", "jwks: not supported yet"},
-		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\tscope_claim scp\n\t\t}", "tollgate 1", "scope_claim: not supported yet"},
-		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\tadmin_audience https://ops/\n\t\t}", "tollgate 1", "admin_audience: not supported yet"},
+		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\tadmin_audience {env.TOLLGATE_TEST_EMPTY}\n\t\t}", "tollgate 1", "empty after placeholders"},
 		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\talgorithms RS256\n\t\t}", "tollgate 1", "no public key"},
 		{"account {http.auth.user.id}", "tollgate 1", "account: not supported yet"},
 		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate {\n\tprice * {\n\t\trequest 1\n\t\tresponse_bytes 2 per 1MiB\n\t\tusage_header X-Tokens 1 reserve 4000\n\t\thold_block 4MiB\n\t}\n}", "compound prices: not supported yet"},

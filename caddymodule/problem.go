@@ -38,6 +38,13 @@ func unauthorized(err error) problem {
 	return p
 }
 
+func forbidden() problem {
+	p := problem{Type: problemType + "forbidden", Title: "Forbidden", Status: http.StatusForbidden, header: http.Header{},
+		Detail: "The token does not carry the tollgate:admin scope for this audience."}
+	p.header.Set("WWW-Authenticate", `Bearer realm="tollgate", error="insufficient_scope", scope="tollgate:admin"`)
+	return p
+}
+
 func insufficient(e *meter.InsufficientError) problem {
 	return problem{
 		Type: problemType + "insufficient-balance", Title: "Payment Required", Status: http.StatusPaymentRequired,
