@@ -64,7 +64,7 @@ type App struct {
 	storeKey string // the usage pool key of a Redis store
 	verifier *auth.Verifier
 	admins   *auth.Verifier // tollgate_admin's: the admin scope and audience
-	demo     bool // the HMAC secret is the published demo secret
+	demo     bool           // the HMAC secret is the published demo secret
 	ctx      caddy.Context
 	logger   *zap.Logger
 }
