@@ -19,16 +19,17 @@ func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "tollgate",
 		Usage: "<command> [flags]",
-		Short: "Tollgate's commands: tokens for trying things out",
+		Short: "Tollgate's commands: credit, debit, balance, ledger and token",
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(tokenCommand())
+			cmd.AddCommand(operatorCommands()...)
 		},
 	})
 }
 
 // Subcommands lists the tollgate subcommands, which the tollgate binary also
 // runs without the tollgate prefix.
-var Subcommands = []string{"token"}
+var Subcommands = []string{"credit", "debit", "balance", "ledger", "token"}
 
 func tokenCommand() *cobra.Command {
 	var (
