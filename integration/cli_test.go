@@ -2,7 +2,9 @@ package integration
 
 import (
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -82,8 +84,18 @@ func TestCLI(t *testing.T) {
 		t.Errorf("failures changed the account: %+v", a)
 	}
 
+	// The admin address read from a config file.
+	file := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(file, []byte("{\n\tadmin "+strings.TrimPrefix(g.Admin, "http://")+"\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(tollgateBinary(t), "balance", "--account", "alice", "--config", file, "--adapter", "caddyfile")
+	if out, err := cmd.Output(); err != nil || !strings.HasPrefix(string(out), "alice: balance 990") {
+		t.Errorf("balance --config: %q, %v", out, err)
+	}
+
 	// An unreachable admin API.
-	cmd := exec.Command(tollgateBinary(t), "balance", "--account", "alice", "--address", "127.0.0.1:1")
+	cmd = exec.Command(tollgateBinary(t), "balance", "--account", "alice", "--address", "127.0.0.1:1")
 	var errOut strings.Builder
 	cmd.Stderr = &errOut
 	err := cmd.Run()

@@ -36,11 +36,11 @@ func tollgateBinary(t *testing.T) string {
 
 // startProcess runs a gateway as its own process on the same Redis keys as
 // g, and returns its URL.
-func startProcess(t *testing.T, srv *redistest.Server, g *gateway, site string) string {
+func startProcess(t *testing.T, srv *redistest.Server, g *gateway, site, globals string) string {
 	t.Helper()
 	port, adminPort := freePort(t), freePort(t)
 	file := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(file, []byte(gatewayConfig(srv, g.prefix, adminPort, port, site, "")), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(gatewayConfig(srv, g.prefix, adminPort, port, site, globals)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(tollgateBinary(t), "run", "--adapter", "caddyfile", "--config", file)
@@ -74,7 +74,7 @@ func TestTwoGateways(t *testing.T) {
 	up := newUpstream(t)
 	site := "tollgate 3\nreverse_proxy " + up.Listener.Addr().String()
 	g := startGateway(t, srv, site, "")
-	other := startProcess(t, srv, g, site)
+	other := startProcess(t, srv, g, site, "")
 	const k = 137
 	g.credit(t, "alice", 3*k)
 	tok := token(t, "alice")
@@ -85,5 +85,27 @@ func TestTwoGateways(t *testing.T) {
 	}
 	if a := g.account(t, "alice"); a.Balance != 0 || a.Charged != 3*k {
 		t.Errorf("account %+v, want balance 0 and %d charged", a, 3*k)
+	}
+}
+
+// TestSignupBonusAcrossGateways sends a new account's first 100 requests
+// through two gateway processes at once: the bonus is credited once, and
+// exactly what it covers is paid.
+func TestSignupBonusAcrossGateways(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway")
+	}
+	srv := redistest.Start(t)
+	up := newUpstream(t)
+	site := "tollgate 3\nreverse_proxy " + up.Listener.Addr().String()
+	g := startGateway(t, srv, site, "signup_bonus 50")
+	other := startProcess(t, srv, g, site, "signup_bonus 50")
+	paid, refused := burst(t, token(t, "newcomer"), 100, g.URL, other)
+	if paid != 50/3 || refused != 100-50/3 {
+		t.Errorf("%d paid and %d refused, want %d and %d", paid, refused, 50/3, 100-50/3)
+	}
+	a := g.account(t, "newcomer")
+	if a.Credited != 50 || a.Charged != 3*(50/3) || a.Balance != 50%3 {
+		t.Errorf("account %+v, want the bonus of 50 credited once", a)
 	}
 }
