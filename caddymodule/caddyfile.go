@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/tollgate-dev/tollgate/pricing"
 )
 
 func init() {
@@ -320,8 +322,8 @@ func parseCompound(d *caddyfile.Dispenser) (*CompoundPrice, error) {
 			}
 			c.Request = n
 		case (name == "request_bytes" || name == "response_bytes") && len(args) == 3 && args[1] == "per":
-			if _, err := parseAmount(d, args[0]); err != nil {
-				return nil, err
+			if _, err := pricing.ParseRate(strings.Join(args, " ")); err != nil {
+				return nil, d.Errf("%s: %v", name, err)
 			}
 			if name == "request_bytes" {
 				c.RequestBytes = strings.Join(args, " ")
@@ -329,8 +331,17 @@ func parseCompound(d *caddyfile.Dispenser) (*CompoundPrice, error) {
 				c.ResponseBytes = strings.Join(args, " ")
 			}
 		case name == "usage_header" && len(args) == 4 && args[2] == "reserve":
+			if _, err := pricing.ParseAmount(args[1]); err != nil {
+				return nil, d.Errf("usage_header: %v", err)
+			}
+			if _, err := pricing.ParseAmount(args[3]); err != nil {
+				return nil, d.Errf("usage_header reserve: %v", err)
+			}
 			c.UsageHeader = strings.Join(args, " ")
 		case name == "hold_block" && len(args) == 1:
+			if _, err := pricing.ParseSize(args[0]); err != nil {
+				return nil, d.Errf("hold_block: %v", err)
+			}
 			c.HoldBlock = args[0]
 		case slices.Contains([]string{"request", "request_bytes", "response_bytes", "usage_header", "hold_block"}, name):
 			return nil, d.Errf("bad %s line: want %s", name, compoundSyntax[name])
@@ -353,11 +364,11 @@ var compoundSyntax = map[string]string{
 	"hold_block":     "hold_block <size>",
 }
 
-// parseAmount parses a price: a decimal integer in [1, 2^53-1].
+// parseAmount parses a price: a whole number from 1 to 2^53-1.
 func parseAmount(d *caddyfile.Dispenser, s string) (int64, error) {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 1 || n > 1<<53-1 || s != strconv.FormatInt(n, 10) {
-		return 0, d.Errf("amount must be an integer from 1 to 2^53-1, not %q", s)
+	n, err := pricing.ParseAmount(s)
+	if err != nil {
+		return 0, d.Err(err.Error())
 	}
 	return n, nil
 }
