@@ -98,7 +98,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 	close(stop)
 	counts := wait()
 	t.Logf("answers by status (0: reset unread by a reload): %v", counts)
-	if counts[http.StatusOK] < 200 || len(counts) > 2 || (len(counts) == 2 && counts[0] == 0) {
+	if counts[http.StatusOK] < 100 || len(counts) > 2 || (len(counts) == 2 && counts[0] == 0) {
 		t.Fatalf("answers during reloads: %v, want 200s and connections reset unread", counts)
 	}
 	a := g.account(t, "alice")
@@ -122,7 +122,7 @@ func TestReloadWhileUpstreamFails(t *testing.T) {
 	reloadTen(t, total)
 	close(stop)
 	counts := wait()
-	if counts[http.StatusInternalServerError] < 200 || len(counts) > 2 || (len(counts) == 2 && counts[0] == 0) {
+	if counts[http.StatusInternalServerError] < 100 || len(counts) > 2 || (len(counts) == 2 && counts[0] == 0) {
 		t.Fatalf("answers: %v, want 500s and connections reset unread", counts)
 	}
 	waitFor(t, "every charge refunded", func() bool {
