@@ -183,14 +183,16 @@ http://127.0.0.1:%d {
 		t.Fatal(err)
 	}
 	g := &gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort), client: http.DefaultClient}
-	resp, body := g.admin(t, "POST", "/accounts/memo/credit", `{"amount":50,"id":"m1"}`)
+	// The memory store lives as long as this process: a name of its own.
+	memo := fmt.Sprint("memo-", time.Now().UnixNano())
+	resp, body := g.admin(t, "POST", "/accounts/"+memo+"/credit", `{"amount":50,"id":"m1"}`)
 	expectStatus(t, "credit", resp, body, http.StatusOK)
 	for range 3 {
 		if err := load(t, cfg); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r, b := g.do(t, "GET", "/", tokenPlain(t, "memo"))
+	r, b := g.do(t, "GET", "/", tokenPlain(t, memo))
 	expectStatus(t, "paid request after reloads", r, b, http.StatusOK)
 	if r.Header.Get("Tollgate-Balance") != "49" {
 		t.Errorf("balance %q after reloads, want 49", r.Header.Get("Tollgate-Balance"))
