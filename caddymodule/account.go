@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -37,15 +35,9 @@ func (AccountHandler) CaddyModule() caddy.ModuleInfo {
 
 // Provision finds the tollgate app.
 func (h *AccountHandler) Provision(ctx caddy.Context) error {
-	app, err := ctx.App("tollgate")
-	if err != nil {
-		return fmt.Errorf("getting the tollgate app: %w", err)
-	}
-	h.app = app.(*App)
-	if h.app.verifier == nil {
-		return errors.New("the tollgate_account directive needs jwt in the tollgate global option")
-	}
-	return nil
+	var err error
+	h.app, err = tollgateApp(ctx, "tollgate_account")
+	return err
 }
 
 // ServeHTTP answers the caller's balance or ledger.

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -38,15 +37,9 @@ func (AdminHandler) CaddyModule() caddy.ModuleInfo {
 
 // Provision finds the tollgate app.
 func (h *AdminHandler) Provision(ctx caddy.Context) error {
-	app, err := ctx.App("tollgate")
-	if err != nil {
-		return fmt.Errorf("getting the tollgate app: %w", err)
-	}
-	h.app = app.(*App)
-	if h.app.admins == nil {
-		return errors.New("the tollgate_admin directive needs jwt in the tollgate global option")
-	}
-	return nil
+	var err error
+	h.app, err = tollgateApp(ctx, "tollgate_admin")
+	return err
 }
 
 // ServeHTTP serves the operator API to admins.

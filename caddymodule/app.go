@@ -133,6 +133,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return a.provisionStore(repl)
 }
 
+// tollgateApp returns the config's tollgate app for a handler named
+// directive, which needs jwt.
+func tollgateApp(ctx caddy.Context, directive string) (*App, error) {
+	app, err := ctx.App("tollgate")
+	if err != nil {
+		return nil, fmt.Errorf("getting the tollgate app: %w", err)
+	}
+	a := app.(*App)
+	if a.verifier == nil {
+		return nil, fmt.Errorf("the %s directive needs jwt in the tollgate global option", directive)
+	}
+	return a, nil
+}
+
 // memoryStore is the process's memory store: balances live as long as the
 // process, across config reloads.
 var memoryStore = sync.OnceValue(func() *meter.Memory { return meter.NewMemory(meter.Config{}) })

@@ -92,13 +92,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
-	appIface, err := ctx.App("tollgate")
-	if err != nil {
-		return fmt.Errorf("getting the tollgate app: %w", err)
-	}
-	h.app = appIface.(*App)
-	if h.app.verifier == nil {
-		return errors.New("the tollgate directive needs jwt in the tollgate global option")
+	var err error
+	if h.app, err = tollgateApp(ctx, "tollgate"); err != nil {
+		return err
 	}
 	for i := range h.Prices {
 		p := &h.Prices[i]
