@@ -297,6 +297,11 @@ func TestStoreDown(t *testing.T) {
 		if resp.Header.Get("Tollgate-Charged") != "0" {
 			t.Errorf("free request: charged %q", resp.Header.Get("Tollgate-Charged"))
 		}
+		resp, body = g.admin(t, "POST", "/accounts/alice/credit", `{"amount":5,"id":"while-down"}`)
+		expectStatus(t, "a credit with redis down", resp, body, http.StatusServiceUnavailable)
+		if p := decodeProblem(t, resp, body); p.Type != "urn:tollgate:problem:store-unavailable" || resp.Header.Get("Retry-After") != "1" {
+			t.Errorf("credit with redis down: %s", body)
+		}
 		srv.Restart(t)
 	})
 	// Nobody paid for a 503: the cancels land once Redis is back.
