@@ -47,8 +47,9 @@ type App struct {
 	// Default: 0.
 	SignupBonus int64 `json:"signup_bonus,omitempty"`
 
-	// HoldExpiry is how long a hold lives after its last extension. Not
-	// supported yet.
+	// HoldExpiry is how long a hold lives after its last extension, on the
+	// store's clock; requests in flight renew theirs. At least 10s.
+	// Default: 15m.
 	HoldExpiry caddy.Duration `json:"hold_expiry,omitempty"`
 
 	// LedgerRetention is how many ledger entries are kept per account.
@@ -67,6 +68,27 @@ type App struct {
 	demo     bool           // the HMAC secret is the published demo secret
 	ctx      caddy.Context
 	logger   *zap.Logger
+}
+
+// Hold expiry bounds.
+const (
+	// DefaultHoldExpiry is how long a hold lives after its last extension
+	// when hold_expiry is not set.
+	DefaultHoldExpiry = 15 * time.Minute
+
+	// MinHoldExpiry is the shortest hold_expiry.
+	MinHoldExpiry = 10 * time.Second
+
+	// MaxHoldExpiry is the longest hold_expiry.
+	MaxHoldExpiry = 366 * 24 * time.Hour
+)
+
+// holdExpiry is how long a hold lives after its last extension.
+func (a *App) holdExpiry() time.Duration {
+	if a.HoldExpiry == 0 {
+		return DefaultHoldExpiry
+	}
+	return time.Duration(a.HoldExpiry)
 }
 
 // DemoSecret is the HMAC secret published in Caddyfile.example and the
@@ -105,8 +127,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Account != "" {
 		return errors.New("account: not supported yet")
 	}
-	if a.HoldExpiry != 0 {
-		return errors.New("hold_expiry: not supported yet")
+	if a.HoldExpiry != 0 && time.Duration(a.HoldExpiry) < MinHoldExpiry {
+		return fmt.Errorf("hold_expiry must be at least %s, not %s", MinHoldExpiry, time.Duration(a.HoldExpiry))
+	}
+	if time.Duration(a.HoldExpiry) > MaxHoldExpiry {
+		return fmt.Errorf("hold_expiry must be at most %s, not %s", MaxHoldExpiry, time.Duration(a.HoldExpiry))
 	}
 	if a.SignupBonus < 0 || a.SignupBonus > meter.MaxAmount {
 		return errors.New("signup_bonus must be an integer in [0, 2^53-1]")

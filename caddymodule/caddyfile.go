@@ -352,6 +352,9 @@ func parseCompound(d *caddyfile.Dispenser) (*CompoundPrice, error) {
 	if !found {
 		return nil, nil
 	}
+	if _, err := c.compile(); err != nil {
+		return nil, d.Err(err.Error())
+	}
 	return c, nil
 }
 

@@ -173,6 +173,11 @@ func TestDirectiveErrors(t *testing.T) {
 		{"tollgate {\n\tprice * {\n\t\tresponse_bytes 1 per 1.5MiB\n\t}\n}", "size must be a whole number"},
 		{"tollgate {\n\tprice * {\n\t\thold_block lots\n\t}\n}", "hold_block"},
 		{"tollgate {\n\tprice * {\n\t\tusage_header X-Tokens 1 reserve -4\n\t}\n}", "usage_header reserve"},
+		{"tollgate {\n\tprice * {\n\t\trequest 5\n\t}\n}", "needs request_bytes, response_bytes or usage_header"},
+		{"tollgate {\n\tprice * {\n\t\tusage_header X:Tokens 1 reserve 4\n\t}\n}", "is not a header name"},
+		{"tollgate {\n\tprice * {\n\t\tusage_header X-Tokens 1 reserve 4\n\t\thold_block 1MiB\n\t}\n}", "hold_block needs a response_bytes price"},
+		{"tollgate {\n\tprice * {\n\t\trequest 9007199254740991\n\t\tresponse_bytes 1 per 1KiB\n\t}\n}", "exceeds 2^53-1"},
+		{"tollgate {\n\tprice * {\n\t\tusage_header X-Tokens 9007199254740991 reserve 2\n\t}\n}", "exceeds 2^53-1"},
 		{"tollgate {\n\tprice * {\n\t\tcolour blue\n\t}\n}", `unknown price subdirective "colour"`},
 		{"tollgate {\n\tcolour blue\n}", `unknown tollgate subdirective "colour"`},
 		{"tollgate {\n\trefund_on\n}", "wrong argument count"},
@@ -218,8 +223,8 @@ func TestProvisionErrors(t *testing.T) {
 		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\tadmin_audience {env.TOLLGATE_TEST_EMPTY}\n\t\t}", "tollgate 1", "empty after placeholders"},
 		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\talgorithms RS256\n\t\t}", "tollgate 1", "no public key"},
 		{"account {http.auth.user.id}", "tollgate 1", "account: not supported yet"},
-		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate {\n\tprice * {\n\t\trequest 1\n\t\tresponse_bytes 2 per 1MiB\n\t\tusage_header X-Tokens 1 reserve 4000\n\t\thold_block 4MiB\n\t}\n}", "compound prices: not supported yet"},
-		{"hold_expiry 15m\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "hold_expiry: not supported yet"},
+		{"hold_expiry 9s\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "hold_expiry must be at least 10s"},
+		{"hold_expiry 367d\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "hold_expiry must be at most"},
 		{"store redis {env.TOLLGATE_TEST_EMPTY}\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "url is empty"},
 		{"store redis {\n\t\t\turl redis://h:1/0\n\t\t\tprefix a{b\n\t\t}\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "braces"},
 	} {
@@ -228,7 +233,12 @@ func TestProvisionErrors(t *testing.T) {
 			t.Errorf("%q: error %v, want one containing %q", c.globals, err, c.want)
 		}
 	}
-	if err := validate(t, site("jwt {\n\t\t\thmac_secret "+goodSecret+"\n\t\t}", "tollgate 1\nrespond ok")); err != nil {
-		t.Errorf("a good config: %v", err)
+	for _, good := range []struct{ globals, body string }{
+		{"", "tollgate 1"},
+		{"hold_expiry 10s", "tollgate {\n\tprice * {\n\t\trequest 1\n\t\trequest_bytes 1 per 1KiB\n\t\tresponse_bytes 2 per 1MiB\n\t\tusage_header X-Tokens 1 reserve 4000\n\t\thold_block 4MiB\n\t}\n}"},
+	} {
+		if err := validate(t, site(good.globals+"\n\t\tjwt {\n\t\t\thmac_secret "+goodSecret+"\n\t\t}", good.body+"\nrespond ok")); err != nil {
+			t.Errorf("a good config %q: %v", good.body, err)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/auth"
 	"github.com/tollgate-dev/tollgate/meter"
+	"github.com/tollgate-dev/tollgate/pricing"
 )
 
 func init() {
@@ -53,29 +54,12 @@ type Price struct {
 	// Amount is the tokens each matched request costs.
 	Amount int64 `json:"amount,omitempty"`
 
-	// Compound is a price by bytes or by reported usage. Not supported yet.
+	// Compound is a price by bytes or by reported usage, in place of
+	// Amount. Default: none.
 	Compound *CompoundPrice `json:"compound,omitempty"`
 
 	matchers caddyhttp.MatcherSets
-}
-
-// CompoundPrice is a price by request, bytes and reported usage. Not
-// supported yet: a config that has one is refused.
-type CompoundPrice struct {
-	// Request is the tokens each request costs.
-	Request int64 `json:"request,omitempty"`
-
-	// RequestBytes is "<amount> per <size>" of request body.
-	RequestBytes string `json:"request_bytes,omitempty"`
-
-	// ResponseBytes is "<amount> per <size>" of response body.
-	ResponseBytes string `json:"response_bytes,omitempty"`
-
-	// UsageHeader is "<Header-Name> <amount> reserve <units>".
-	UsageHeader string `json:"usage_header,omitempty"`
-
-	// HoldBlock is the bytes held per store call. Default: 1MiB.
-	HoldBlock string `json:"hold_block,omitempty"`
+	compound *pricing.Compound
 }
 
 // CaddyModule returns the Caddy module information.
@@ -98,10 +82,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	for i := range h.Prices {
 		p := &h.Prices[i]
-		if p.Compound != nil {
-			return errors.New("compound prices: not supported yet")
-		}
-		if p.Amount < 1 || p.Amount > meter.MaxAmount {
+		switch {
+		case p.Compound != nil && p.Amount != 0:
+			return errors.New("a price has an amount or a compound price, not both")
+		case p.Compound != nil:
+			c, err := p.Compound.compile()
+			if err != nil {
+				return fmt.Errorf("compound price: %w", err)
+			}
+			p.compound = &c
+		case p.Amount < 1 || p.Amount > meter.MaxAmount:
 			return fmt.Errorf("price amount must be an integer in [1, 2^53-1], not %d", p.Amount)
 		}
 		mods, err := ctx.LoadModule(p, "MatcherSetsRaw")
@@ -156,7 +146,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// The store stays open for this request even if a config reload
 	// lets go of it meanwhile.
 	defer h.app.store.Use()()
-	op := newOp()
+	if price.compound != nil {
+		return h.serveHeld(rw, r, next, account, price)
+	}
+	op := newOp('c')
 	rw.op = op
 	caddyhttp.SetVar(r.Context(), "tollgate.op", op)
 	// Money moves on a context the client cannot cancel: a disconnect never
@@ -172,23 +165,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		Bonus:   h.app.SignupBonus,
 	})
 	observeSince(storeCharge, start)
-	var short *meter.InsufficientError
-	switch {
-	case errors.As(err, &short):
-		countInsufficient.Inc()
-		w.Header().Set("Tollgate-Charged", "0")
-		w.Header().Set("Tollgate-Balance", strconv.FormatInt(short.Balance, 10))
-		w.Header().Set("Tollgate-Op", op)
-		return writeProblem(w, r, insufficient(short))
-	case errors.Is(err, meter.ErrUnavailable) && h.app.OnStoreError == OnStoreErrorAllow:
-		countUnbilled.Inc()
-		h.logger.Warn("store unavailable: forwarding unbilled", zap.String("op", op), zap.Error(err))
+	if err != nil {
+		if forward, err := h.refused(w, r, op, err); !forward {
+			return err
+		}
 		return next.ServeHTTP(rw, r)
-	case err != nil:
-		countStoreError.Inc()
-		h.logger.Error("store unavailable", zap.String("op", op), zap.Error(err))
-		w.Header().Set("Retry-After", "1")
-		return writeProblem(w, r, storeUnavailable())
 	}
 	countPaid.Inc()
 	tokensCharged.Add(float64(receipt.Amount))
@@ -232,15 +213,126 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return nil
 		}
 		// Caddy writes the error's status with the headers set now.
-		status := http.StatusInternalServerError
-		var he caddyhttp.HandlerError
-		if errors.As(err, &he) && he.StatusCode != 0 {
-			status = he.StatusCode
-		}
-		refund(status)
+		refund(errorStatus(err))
 		rw.setHeaders(w.Header())
 	}
 	return err
+}
+
+// serveHeld meters a request under a compound price: it holds the up-front
+// amount, forwards the request, meters the response against the hold, and
+// settles exactly once, whatever way the request ends.
+func (h *Handler) serveHeld(rw *responseWriter, r *http.Request, next caddyhttp.Handler, account string, price *Price) error {
+	w := rw.ResponseWriterWrapper.ResponseWriter
+	c := price.compound
+	if c.RequestBytes != nil && r.ContentLength < 0 {
+		return writeProblem(w, r, lengthRequired())
+	}
+	if (c.RequestBytes != nil || c.ResponseBytes != nil) && isUpgrade(r) {
+		return writeProblem(w, r, upgradeNotImplemented())
+	}
+	reqBytes := max(r.ContentLength, 0)
+	maxHold, minHold, err := c.UpFront(reqBytes)
+	if err != nil {
+		return writeProblem(w, r, priceTooLarge())
+	}
+	fixed := minHold
+	if c.ResponseBytes != nil {
+		fixed -= c.ResponseBytes.Amount
+	}
+	op := newOp('h')
+	rw.op = op
+	caddyhttp.SetVar(r.Context(), "tollgate.op", op)
+	ctx := context.WithoutCancel(r.Context())
+	start := time.Now()
+	receipt, err := h.app.store.Hold(ctx, meter.Hold{
+		Account: account,
+		Op:      op,
+		Max:     maxHold,
+		Min:     minHold,
+		TTL:     h.app.holdExpiry(),
+		Method:  r.Method,
+		Route:   price.route(r),
+		Bonus:   h.app.SignupBonus,
+	})
+	observeSince(storeHold, start)
+	if err != nil {
+		if forward, err := h.refused(w, r, op, err); !forward {
+			return err
+		}
+		return next.ServeHTTP(rw, r)
+	}
+	countPaid.Inc()
+	hr := newHeld(h, c, account, op, ctx, receipt, fixed, reqBytes, start)
+	caddyhttp.SetVar(r.Context(), "tollgate.charged", hr.charged)
+	caddyhttp.SetVar(r.Context(), "tollgate.balance", hr.balanceVar)
+	rw.meter, rw.head = hr, r.Method == http.MethodHead
+	rw.onHeader = func(status int) { hr.header(rw, status) }
+	defer func() {
+		if p := recover(); p != nil {
+			// An abort settles what was delivered; refund_on error releases
+			// the hold when the upstream failed, not when the client left
+			// or Tollgate cut the response off.
+			hr.end(w.Header(), 0, p == http.ErrAbortHandler && r.Context().Err() == nil && !hr.isCutOff())
+			panic(p)
+		}
+	}()
+	err = next.ServeHTTP(rw, r)
+	status := 0
+	if !rw.wroteHeader {
+		if err == nil {
+			rw.WriteHeader(http.StatusOK)
+		} else {
+			status = errorStatus(err)
+		}
+	}
+	hr.end(w.Header(), status, false)
+	if status != 0 {
+		// Caddy writes the error's status with the headers set now.
+		rw.charged = hr.charged.String()
+		rw.held = "0"
+		rw.balance = hr.balanceVar.String()
+		rw.setHeaders(w.Header())
+	}
+	if hr.isCutOff() {
+		// A cut-off must break the connection, also when the handler
+		// returned normally: the end of a chunked response would otherwise
+		// tell the client it has it all.
+		panic(http.ErrAbortHandler)
+	}
+	return err
+}
+
+// refused answers a request whose up-front charge or hold failed, and
+// reports whether it is forwarded unbilled instead.
+func (h *Handler) refused(w http.ResponseWriter, r *http.Request, op string, err error) (bool, error) {
+	var short *meter.InsufficientError
+	switch {
+	case errors.As(err, &short):
+		countInsufficient.Inc()
+		w.Header().Set("Tollgate-Charged", "0")
+		w.Header().Set("Tollgate-Balance", strconv.FormatInt(short.Balance, 10))
+		w.Header().Set("Tollgate-Op", op)
+		return false, writeProblem(w, r, insufficient(short))
+	case errors.Is(err, meter.ErrUnavailable) && h.app.OnStoreError == OnStoreErrorAllow:
+		countUnbilled.Inc()
+		h.logger.Warn("store unavailable: forwarding unbilled", zap.String("op", op), zap.Error(err))
+		return true, nil
+	default:
+		countStoreError.Inc()
+		h.logger.Error("store unavailable", zap.String("op", op), zap.Error(err))
+		w.Header().Set("Retry-After", "1")
+		return false, writeProblem(w, r, storeUnavailable())
+	}
+}
+
+// errorStatus is the status Caddy answers a handler error with.
+func errorStatus(err error) int {
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) && he.StatusCode != 0 {
+		return he.StatusCode
+	}
+	return http.StatusInternalServerError
 }
 
 // liveAmount is a placeholder value that may change after the request was
@@ -323,11 +415,11 @@ func (p *Price) route(r *http.Request) string {
 }
 
 // newOp returns a new op id: 128 random bits, and the step suffix of a
-// charge.
-func newOp() string {
+// charge (c) or a hold (h).
+func newOp(step byte) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:]) + "-c"
+	return hex.EncodeToString(b[:]) + "-" + string(step)
 }
 
 // stripTollgateHeaders removes every header named tollgate-* or tollgate_*,
@@ -338,6 +430,12 @@ func stripTollgateHeaders(h http.Header) {
 			delete(h, name)
 		}
 	}
+}
+
+// isUpgrade reports a request for a protocol upgrade, such as a WebSocket:
+// an Upgrade header, or an HTTP/2 extended CONNECT.
+func isUpgrade(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" || r.Method == http.MethodConnect
 }
 
 // isPreflight reports a CORS preflight: OPTIONS with

@@ -55,6 +55,10 @@ var (
 	tokensRefunded       = metricTokens.WithLabelValues("refunded")
 	storeCharge          = metricStoreDuration.WithLabelValues("charge")
 	storeRefund          = metricStoreDuration.WithLabelValues("refund")
+	storeHold            = metricStoreDuration.WithLabelValues("hold")
+	storeExtend          = metricStoreDuration.WithLabelValues("extend")
+	storeSettle          = metricStoreDuration.WithLabelValues("settle")
+	storeRelease         = metricStoreDuration.WithLabelValues("release")
 )
 
 // registerMetrics registers the metrics in a config's registry.

@@ -60,6 +60,27 @@ func storeUnavailable() problem {
 	}
 }
 
+func lengthRequired() problem {
+	return problem{
+		Type: problemType + "invalid-request", Title: "Length Required", Status: http.StatusLengthRequired,
+		Detail: "This request is priced by the byte of its body: send it with a Content-Length.",
+	}
+}
+
+func upgradeNotImplemented() problem {
+	return problem{
+		Type: problemType + "invalid-request", Title: "Not Implemented", Status: http.StatusNotImplemented,
+		Detail: "Upgraded connections are not available under a price by the byte.",
+	}
+}
+
+func priceTooLarge() problem {
+	return problem{
+		Type: problemType + "invalid-request", Title: "Content Too Large", Status: http.StatusRequestEntityTooLarge,
+		Detail: "The price of this request body exceeds 2^53-1 tokens.",
+	}
+}
+
 // writeProblem answers with p. When the server has handle_errors routes it
 // returns the error instead, with the body in {http.vars.tollgate.problem}
 // for them to reproduce or restyle.

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"io"
 	"net/http"
 	"strings"
 
@@ -8,14 +9,20 @@ import (
 )
 
 // responseWriter sets Tollgate's response headers when the headers go out,
-// in place of any the upstream sent under those names.
+// in place of any the upstream sent under those names. Under a compound
+// price it also meters the body: no byte goes out that the hold does not
+// pay for.
 type responseWriter struct {
 	*caddyhttp.ResponseWriterWrapper
-	charged, balance, op string
+	charged, balance, op, held string
 
 	// onHeader runs with the status just before the headers go out.
 	onHeader    func(status int)
 	wroteHeader bool
+
+	// meter is the hold of a request under a compound price, or nil.
+	meter *held
+	head  bool // a HEAD request: it has no body to meter
 }
 
 // WriteHeader sets Tollgate's headers, then writes the status.
@@ -32,13 +39,72 @@ func (w *responseWriter) WriteHeader(status int) {
 	w.ResponseWriterWrapper.WriteHeader(status)
 }
 
-// Write writes the headers first, as a 200, if they have not gone out.
+// Write writes the headers first, as a 200, if they have not gone out. Under
+// a compound price it writes only what the hold pays for, holding the next
+// block when b goes past it; what it cannot pay for ends in errCutOff.
 func (w *responseWriter) Write(b []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	return w.ResponseWriterWrapper.Write(b)
+	if w.meter == nil || w.head {
+		return w.ResponseWriterWrapper.Write(b)
+	}
+	n, cut := w.meter.grant(int64(len(b)))
+	n = min(n, int64(len(b)))
+	written, err := w.ResponseWriterWrapper.Write(b[:n])
+	w.meter.wrote(int64(written))
+	if err == nil {
+		err = cut
+	}
+	return written, err
 }
+
+// ReadFrom copies src to the client, through the underlying ReadFrom (so
+// file_server keeps sendfile) in windows the hold already pays for.
+func (w *responseWriter) ReadFrom(src io.Reader) (int64, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.meter == nil || w.head {
+		return w.ResponseWriterWrapper.ReadFrom(src)
+	}
+	var total int64
+	var buf []byte
+	for {
+		if window := w.meter.window(); window >= readFromWindow {
+			n, err := w.ResponseWriterWrapper.ReadFrom(io.LimitReader(src, window))
+			w.meter.wrote(n)
+			total += n
+			if err != nil || n < window {
+				return total, err
+			}
+			continue
+		}
+		// Near the end of what is held, or of a known Content-Length, the
+		// bytes go through Write, which holds more or settles first.
+		if buf == nil {
+			buf = make([]byte, readFromWindow)
+		}
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, err := w.Write(buf[:nr])
+			total += int64(nw)
+			if err != nil {
+				return total, err
+			}
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+// readFromWindow is the least a ReadFrom window is worth: below it, bytes
+// are copied through Write.
+const readFromWindow = 32 << 10
 
 // setHeaders drops every tollgate-* header and sets Tollgate's own.
 func (w *responseWriter) setHeaders(h http.Header) {
@@ -48,6 +114,9 @@ func (w *responseWriter) setHeaders(h http.Header) {
 		}
 	}
 	h.Set("Tollgate-Charged", w.charged)
+	if w.held != "" {
+		h.Set("Tollgate-Held", w.held)
+	}
 	if w.balance != "" {
 		h.Set("Tollgate-Balance", w.balance)
 	}
@@ -58,3 +127,9 @@ func (w *responseWriter) setHeaders(h http.Header) {
 
 // Unwrap returns the underlying writer, for http.ResponseController.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriterWrapper }
+
+// Interface guards
+var (
+	_ http.ResponseWriter = (*responseWriter)(nil)
+	_ io.ReaderFrom       = (*responseWriter)(nil)
+)

@@ -1,0 +1,448 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tollgate-dev/tollgate/meter"
+	"github.com/tollgate-dev/tollgate/pricing"
+)
+
+// errCutOff is what a held response's Write returns when the next block
+// cannot be paid or the hold is gone. reverse_proxy turns it into an abort on
+// the handler's goroutine.
+var errCutOff = errors.New("response cut off: the next block could not be held")
+
+// holdState is where a held request stands.
+type holdState uint8
+
+const (
+	holdOpen     holdState = iota // held; response bytes are metered
+	holdSettled                   // settled, or its settle is retried in the background
+	holdReleased                  // released for refund_on
+	holdGone                      // expired or closed elsewhere: nothing more is delivered
+	holdUnbilled                  // an extension failed under allow: the rest is unbilled
+)
+
+// held is a request under a compound price: its hold, the response bytes
+// sent against it, and its settlement, which happens exactly once.
+type held struct {
+	h        *Handler
+	price    *pricing.Compound
+	account  string
+	op       string
+	ctx      context.Context // detached from the client
+	ttl      time.Duration
+	fixed    int64 // tokens of the hold that are not for response bytes
+	reqBytes int64 // the request's Content-Length
+
+	// Placeholders, changed in place once the request was forwarded.
+	charged, balanceVar *liveAmount
+
+	mu         sync.Mutex
+	state      holdState
+	amount     int64 // tokens held
+	balance    int64 // the available balance after the last store call
+	seq        int64 // the last extension's sequence number
+	lastAck    time.Time
+	covered    int64 // response bytes the hold pays for
+	sent       int64 // response bytes passed on
+	length     int64 // the response's Content-Length, or -1
+	cutOff     bool
+	noMore     bool // a renewal failed under deny: no more blocks are held
+	reported   int64
+	usageKnown bool // the usage report was read (reported, or usageBad)
+	usageBad   bool // the report was missing or unreadable
+	timer      *time.Timer
+}
+
+// newHeld returns the state of a request whose up-front hold r was taken at
+// start, for fixed tokens besides its response bytes.
+func newHeld(h *Handler, price *pricing.Compound, account, op string, ctx context.Context, r meter.Receipt, fixed, reqBytes int64, start time.Time) *held {
+	hr := &held{
+		h: h, price: price, account: account, op: op, ctx: ctx,
+		ttl: h.app.holdExpiry(), fixed: fixed, reqBytes: reqBytes,
+		charged: new(liveAmount), balanceVar: new(liveAmount),
+		amount: r.Amount, balance: r.Balance, lastAck: start, length: -1,
+	}
+	hr.balanceVar.Store(r.Balance)
+	hr.cover()
+	hr.timer = time.AfterFunc(hr.ttl/3, hr.renew)
+	return hr
+}
+
+// cover recomputes the response bytes the hold pays for.
+func (hr *held) cover() {
+	rate := hr.price.ResponseBytes
+	if rate == nil {
+		hr.covered = math.MaxInt64
+		return
+	}
+	units := (hr.amount - hr.fixed) / rate.Amount
+	if units > math.MaxInt64/rate.Per {
+		hr.covered = math.MaxInt64
+		return
+	}
+	hr.covered = units * rate.Per
+}
+
+// grant returns how many of the next n response bytes may be sent now,
+// holding the next block first when they go past what is held. Fewer than n
+// come with errCutOff. When they complete a known Content-Length, the request
+// is settled first.
+func (hr *held) grant(n int64) (int64, error) {
+	hr.mu.Lock()
+	defer hr.mu.Unlock()
+	switch hr.state {
+	case holdGone:
+		return hr.stop(0)
+	case holdOpen:
+	default:
+		return n, nil
+	}
+	if hr.cutOff {
+		return 0, errCutOff
+	}
+	if time.Since(hr.lastAck) >= hr.ttl/2 && hr.sent+n <= hr.covered {
+		// A stalled process must not write past a hold that may have expired.
+		if !hr.extend(0, 0) {
+			return hr.stop(0)
+		}
+	}
+	if hr.sent+n > hr.covered {
+		if hr.noMore || !hr.extend(hr.blockFor(n)) {
+			return hr.stop(hr.covered - hr.sent)
+		}
+		if hr.state == holdUnbilled {
+			return n, nil
+		}
+		if hr.sent+n > hr.covered {
+			return hr.stop(hr.covered - hr.sent)
+		}
+	}
+	if hr.length >= 0 && hr.sent+n >= hr.length && hr.usageSettles() {
+		// The client has the whole response with this write: settle first,
+		// so that its balance shows the charge when it has read the end.
+		hr.settle(hr.sent+n, false)
+		if hr.state == holdGone {
+			return hr.stop(0)
+		}
+	}
+	return n, nil
+}
+
+// stop cuts the response off after n more bytes.
+func (hr *held) stop(n int64) (int64, error) {
+	hr.cutOff = true
+	return max(n, 0), errCutOff
+}
+
+// usageSettles reports that nothing about the usage is still to come: there
+// is no usage price, or the upstream's header already reported it.
+func (hr *held) usageSettles() bool { return hr.price.Usage == nil || hr.usageKnown }
+
+// blockFor returns the extension that lets n more bytes through: up to the
+// larger of a block and what they need, at least one pricing unit.
+func (hr *held) blockFor(n int64) (maxTokens, minTokens int64) {
+	rate := hr.price.ResponseBytes
+	need := rate.Units(hr.sent+n) - hr.covered/rate.Per
+	units := max(hr.price.Block()/rate.Per, need)
+	if units > pricing.MaxAmount/rate.Amount {
+		units = pricing.MaxAmount / rate.Amount
+	}
+	return units * rate.Amount, rate.Amount
+}
+
+// extend adds up to maxTokens to the hold, at least minTokens, and renews it.
+// It reports whether the response may go on; when it may not, the state says
+// why. Called with mu held.
+func (hr *held) extend(maxTokens, minTokens int64) bool {
+	hr.seq++
+	start := time.Now()
+	r, err := hr.h.app.store.Extend(hr.ctx, meter.Extend{
+		Account: hr.account, Op: hr.op, Seq: hr.seq, Max: maxTokens, Min: minTokens, TTL: hr.ttl,
+	})
+	observeSince(storeExtend, start)
+	var short *meter.InsufficientError
+	switch {
+	case err == nil:
+		hr.amount, hr.balance, hr.lastAck, hr.noMore = r.Held, r.Balance, start, false
+		hr.balanceVar.Store(r.Balance)
+		hr.cover()
+		return true
+	case errors.As(err, &short):
+		hr.balance = short.Balance
+		hr.balanceVar.Store(short.Balance)
+		return false
+	case errors.Is(err, meter.ErrGone):
+		hr.h.logger.Warn("hold gone before its request ended; cutting the response off", zap.String("op", hr.op))
+		hr.state = holdGone
+		return false
+	case errors.Is(err, meter.ErrUnavailable) && hr.h.app.OnStoreError == OnStoreErrorAllow:
+		if hr.state == holdOpen {
+			countUnbilled.Inc()
+			hr.h.logger.Warn("store unavailable: delivering the rest unbilled", zap.String("op", hr.op), zap.Error(err))
+			hr.state = holdUnbilled
+		}
+		return true
+	default:
+		hr.h.logger.Error("extending a hold failed; cutting the response off at what is held", zap.String("op", hr.op), zap.Error(err))
+		return false
+	}
+}
+
+// renew keeps the hold alive while the request is, every ttl/3. A renewal
+// that fails under deny stops further blocks: the response goes on to what is
+// held.
+func (hr *held) renew() {
+	hr.mu.Lock()
+	defer hr.mu.Unlock()
+	if hr.state != holdOpen && hr.state != holdUnbilled {
+		return
+	}
+	if !hr.extend(0, 0) && hr.state == holdOpen {
+		hr.noMore = true
+	}
+	if hr.state == holdOpen || hr.state == holdUnbilled {
+		hr.timer.Reset(hr.ttl / 3)
+	}
+}
+
+// total is what the request costs with sent response bytes: the formula of
+// the price, never more than is held.
+func (hr *held) total(sent int64) int64 {
+	reported, ok := hr.reported, hr.usageKnown && !hr.usageBad
+	if hr.state == holdUnbilled {
+		sent = min(sent, hr.covered)
+	}
+	t, err := hr.price.Total(hr.reqBytes, sent, reported, ok)
+	if err != nil {
+		return hr.amount
+	}
+	return min(t, hr.amount)
+}
+
+// settle charges the price of sent response bytes and releases the rest of
+// the hold, or retries in the background while the store cannot be reached.
+// Called with mu held.
+func (hr *held) settle(sent int64, cutOff bool) {
+	if hr.state != holdOpen && hr.state != holdUnbilled {
+		return
+	}
+	hr.timer.Stop()
+	if hr.price.Usage != nil && (!hr.usageKnown || hr.usageBad || hr.reported > hr.price.Usage.Reserve) {
+		metricUsageCapped.Inc()
+		hr.h.logger.Warn("usage report missing, unreadable or above the reserve; settling at the reserve",
+			zap.String("op", hr.op), zap.String("header", hr.price.Usage.Header))
+	}
+	s := meter.Settle{Account: hr.account, Op: hr.op, Amount: hr.total(sent), CutOff: cutOff}
+	start := time.Now()
+	r, err := hr.h.app.store.Settle(hr.ctx, s)
+	observeSince(storeSettle, start)
+	switch {
+	case err == nil:
+		hr.state = holdSettled
+		hr.settled(r)
+	case errors.Is(err, meter.ErrGone):
+		hr.h.logger.Warn("hold gone before it was settled: it was released in full", zap.String("op", hr.op))
+		hr.state = holdGone
+	case errors.Is(err, meter.ErrUnavailable):
+		hr.state = holdSettled
+		hr.charged.Store(s.Amount)
+		hr.h.logger.Warn("settle failed; retrying in the background", zap.String("op", hr.op), zap.Error(err))
+		metricUnsettled.Inc()
+		hr.h.app.store.Retry(func(ctx context.Context) error {
+			r, err := hr.h.app.store.Settle(ctx, s)
+			if err == nil && !r.Replayed {
+				tokensCharged.Add(float64(r.Amount))
+			}
+			return err
+		})
+	default:
+		hr.state = holdSettled
+		hr.h.logger.Error("settle refused", zap.String("op", hr.op), zap.Error(err))
+	}
+}
+
+// settled records a settle's receipt.
+func (hr *held) settled(r meter.Receipt) {
+	if !r.Replayed {
+		tokensCharged.Add(float64(r.Amount))
+	}
+	hr.amount, hr.balance = 0, r.Balance
+	hr.charged.Store(r.Amount)
+	hr.balanceVar.Store(r.Balance)
+}
+
+// release gives the whole hold back, for refund_on. Called with mu held.
+func (hr *held) release() {
+	if hr.state != holdOpen && hr.state != holdUnbilled {
+		return
+	}
+	hr.timer.Stop()
+	hr.state = holdReleased
+	rl := meter.Release{Account: hr.account, Op: hr.op, Reason: meter.ReasonRefundOn}
+	start := time.Now()
+	r, err := hr.h.app.store.Release(hr.ctx, rl)
+	observeSince(storeRelease, start)
+	switch {
+	case err == nil:
+		hr.amount, hr.balance = 0, r.Balance
+		hr.balanceVar.Store(r.Balance)
+	case errors.Is(err, meter.ErrGone):
+	case errors.Is(err, meter.ErrUnavailable):
+		hr.h.logger.Warn("release failed; retrying in the background", zap.String("op", hr.op), zap.Error(err))
+		metricUnsettled.Inc()
+		hr.h.app.store.Retry(func(ctx context.Context) error {
+			_, err := hr.h.app.store.Release(ctx, rl)
+			return err
+		})
+	default:
+		hr.h.logger.Error("release refused", zap.String("op", hr.op), zap.Error(err))
+	}
+}
+
+// header runs just before the response headers go out. It takes the usage
+// header out of them, releases the hold for a refund_on status, settles a
+// price the usage header completes, and sets Tollgate's headers.
+func (hr *held) header(w *responseWriter, status int) {
+	hr.mu.Lock()
+	defer hr.mu.Unlock()
+	h := w.Header()
+	if u := hr.price.Usage; u != nil {
+		if values, ok := h[u.Header]; ok {
+			hr.report(values)
+			delete(h, u.Header)
+		}
+		unannounce(h, u.Header)
+	}
+	if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil && n >= 0 && status != http.StatusSwitchingProtocols {
+		hr.length = n
+	}
+	switch {
+	case hr.h.refundOn.status(status):
+		hr.release()
+	case hr.usageKnown && hr.price.ResponseBytes == nil:
+		hr.settle(0, false)
+	}
+	w.charged = strconv.FormatInt(hr.charged.Load(), 10)
+	w.held = strconv.FormatInt(hr.amount, 10)
+	w.balance = strconv.FormatInt(hr.balance, 10)
+}
+
+// report reads the upstream's usage report.
+func (hr *held) report(values []string) {
+	hr.usageKnown = true
+	if len(values) != 1 {
+		hr.usageBad = true
+		return
+	}
+	v := strings.TrimSpace(values[0])
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > pricing.MaxAmount || v != strconv.FormatInt(n, 10) {
+		hr.usageBad = true
+		return
+	}
+	hr.reported = n
+}
+
+// end settles the request when its handler has returned or panicked, unless
+// it was settled or released already. status is the error's status when no
+// response was written, 0 otherwise. refundable reports an abort that
+// refund_on error covers: not the client leaving, not a cut-off.
+func (hr *held) end(h http.Header, status int, refundable bool) {
+	hr.mu.Lock()
+	defer hr.mu.Unlock()
+	hr.timer.Stop()
+	if u := hr.price.Usage; u != nil {
+		// A trailer counts only when no header came first; either way the
+		// client never sees it.
+		for _, name := range []string{u.Header, http.TrailerPrefix + u.Header} {
+			if values, ok := h[name]; ok {
+				if !hr.usageKnown {
+					hr.report(values)
+				}
+				delete(h, name)
+			}
+		}
+	}
+	switch {
+	case hr.cutOff:
+		hr.settle(hr.sent, true)
+	case status != 0 && hr.h.refundOn.status(status), refundable && hr.h.refundOn.aborted:
+		hr.release()
+	case hr.state == holdOpen:
+		// A hold found gone now cuts off the end of a chunked response.
+		hr.settle(hr.sent, false)
+		hr.cutOff = hr.state == holdGone && status == 0
+	default:
+		hr.settle(hr.sent, false)
+	}
+}
+
+// wrote records response bytes passed on.
+func (hr *held) wrote(n int64) {
+	hr.mu.Lock()
+	hr.sent += n
+	hr.mu.Unlock()
+}
+
+// isCutOff reports that Tollgate cut the response off.
+func (hr *held) isCutOff() bool {
+	hr.mu.Lock()
+	defer hr.mu.Unlock()
+	return hr.cutOff
+}
+
+// unannounce removes name from the Trailer header, so that the client is
+// not told of a trailer it will not get.
+func unannounce(h http.Header, name string) {
+	values, ok := h["Trailer"]
+	if !ok {
+		return
+	}
+	var keep []string
+	for _, v := range values {
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" && http.CanonicalHeaderKey(n) != name {
+				keep = append(keep, n)
+			}
+		}
+	}
+	if len(keep) == 0 {
+		delete(h, "Trailer")
+		return
+	}
+	h["Trailer"] = []string{strings.Join(keep, ", ")}
+}
+
+// window returns how many response bytes may go out now without a store
+// call: what the hold pays for, short of the last byte of a known
+// Content-Length, which is settled first; none when a renewal is due.
+func (hr *held) window() int64 {
+	hr.mu.Lock()
+	defer hr.mu.Unlock()
+	switch {
+	case hr.state == holdOpen && !hr.cutOff:
+	case hr.state == holdGone || hr.cutOff:
+		return 0
+	default:
+		return math.MaxInt64
+	}
+	if time.Since(hr.lastAck) >= hr.ttl/2 {
+		return 0
+	}
+	n := hr.covered - hr.sent
+	if hr.length >= 0 && hr.usageSettles() {
+		n = min(n, hr.length-hr.sent-1)
+	}
+	return max(n, 0)
+}
