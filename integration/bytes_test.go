@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -171,4 +173,309 @@ func TestResponseBytes(t *testing.T) {
 		t.Error("the 402 reached the upstream")
 	}
 	g.settled(t, "broke", 0, 0)
+}
+
+// gatedUpstream serves total bytes of 'x': the first bytes at once, flushed,
+// then the rest once open is closed. With length it sends a Content-Length.
+// Closing the test's upstream ends a response still waiting.
+func gatedUpstream(t *testing.T, first, total int64, length bool) (addr string, open chan struct{}) {
+	open = make(chan struct{})
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	addr = httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if length {
+			w.Header().Set("Content-Length", strconv.FormatInt(total, 10))
+		}
+		if _, err := w.Write(bytes.Repeat([]byte("x"), int(first))); err != nil {
+			return
+		}
+		http.NewResponseController(w).Flush()
+		select {
+		case <-open:
+		case <-stop:
+			return
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = w.Write(bytes.Repeat([]byte("x"), int(total-first)))
+	})
+	return addr, open
+}
+
+// startGet sends an authenticated GET and returns its response, with the
+// body still to read.
+func (g *gateway) startGet(t *testing.T, ctx context.Context, path, tok string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := g.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// TestStoreFailsMidStream takes Redis away while a response needs its next
+// block: under deny the response is cut off at what is held, under allow the
+// rest goes unbilled; either way the settle lands once Redis is back.
+func TestStoreFailsMidStream(t *testing.T) {
+	for _, mode := range []string{"deny", "allow"} {
+		t.Run(mode, func(t *testing.T) {
+			srv := redistest.Start(t)
+			up, open := gatedUpstream(t, 2*MiB, 10*MiB, false)
+			g := startGateway(t, srv, `tollgate {
+				price * {
+					response_bytes 1 per 1MiB
+				}
+			}
+			reverse_proxy `+up, "on_store_error "+mode)
+			g.credit(t, "alice", 10)
+			resp := g.startGet(t, context.Background(), "/x", token(t, "alice"))
+			if _, err := io.ReadFull(resp.Body, make([]byte, 2*MiB)); err != nil {
+				t.Fatal(err)
+			}
+			// The first two blocks are held; the third needs Redis.
+			srv.Pause(t)
+			close(open)
+			n, err := io.Copy(io.Discard, resp.Body)
+			srv.Resume(t)
+			if mode == "deny" && (err == nil || n != 0) {
+				t.Errorf("deny: %d more bytes, error %v; want none and a broken body", n, err)
+			}
+			if mode == "allow" && (err != nil || n != 8*MiB) {
+				t.Errorf("allow: %d more bytes, error %v; want the other 8 MiB", n, err)
+			}
+			waitFor(t, "the settle to land", func() bool { return g.account(t, "alice").Held == 0 })
+			g.settled(t, "alice", 8, 2)
+			if e := g.lastSettle(t, "alice"); e.Detail.CutOff != (mode == "deny") {
+				t.Errorf("settle entry %+v, cut off should be %v", e, mode == "deny")
+			}
+		})
+	}
+}
+
+// TestCutOffIsNotRefunded charges the blocks a cut-off download delivered,
+// even under refund_on error.
+func TestCutOffIsNotRefunded(t *testing.T) {
+	srv := redistest.Start(t)
+	up, _ := newByteUpstream(t)
+	g := startGateway(t, srv, `tollgate {
+		price * {
+			response_bytes 1 per 1MiB
+		}
+		refund_on 5xx error
+	}
+	reverse_proxy `+up, "")
+	g.credit(t, "alice", 3)
+	_, n, err := g.get(t, fmt.Sprintf("/chunked/%d", 10*MiB), token(t, "alice"))
+	if err == nil || n > 3*MiB {
+		t.Fatalf("%d bytes, error %v; want at most 3 MiB and a broken body", n, err)
+	}
+	waitFor(t, "the settle", func() bool { return g.account(t, "alice").Held == 0 })
+	g.settled(t, "alice", 0, 3)
+}
+
+// TestUpstreamFailsMidStream aborts a response after its headers: refund_on
+// error releases the hold; without it, what was delivered is charged.
+func TestUpstreamFailsMidStream(t *testing.T) {
+	srv := redistest.Start(t)
+	// The upstream promises 4 MiB, sends 1, and hangs up.
+	up := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(4*MiB))
+		_, _ = w.Write(bytes.Repeat([]byte("x"), MiB))
+		http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler)
+	})
+	g := startGateway(t, srv, `tollgate {
+		price /refunded {
+			response_bytes 1 per 1KiB
+		}
+		price * {
+			response_bytes 1 per 1KiB
+		}
+		refund_on 5xx error
+	}
+	tollgate /kept {
+		price * {
+			response_bytes 1 per 1KiB
+		}
+	}
+	reverse_proxy `+up, "")
+	for path, charged := range map[string]int64{"/refunded": 0, "/kept": 1024} {
+		account := strings.TrimPrefix(path, "/")
+		g.credit(t, account, 5000)
+		_, n, err := g.get(t, path, token(t, account))
+		if err == nil || n > MiB {
+			t.Fatalf("%s: %d bytes, error %v; want a broken body", path, n, err)
+		}
+		waitFor(t, "the hold to end", func() bool { return g.account(t, account).Held == 0 })
+		g.settled(t, account, 5000-charged, charged)
+	}
+}
+
+// TestClientLeavesMidStream settles what was sent to a client that left,
+// and holds nothing afterwards.
+func TestClientLeavesMidStream(t *testing.T) {
+	srv := redistest.Start(t)
+	up, _ := gatedUpstream(t, 2*MiB, 10*MiB, false)
+	g := startGateway(t, srv, `tollgate {
+		price * {
+			response_bytes 1 per 1MiB
+		}
+		refund_on 4xx 5xx error
+	}
+	reverse_proxy `+up, "")
+	g.credit(t, "alice", 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	resp := g.startGet(t, ctx, "/x", token(t, "alice"))
+	if _, err := io.ReadFull(resp.Body, make([]byte, MiB+MiB/2)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	waitFor(t, "the settle", func() bool { return g.account(t, "alice").Held == 0 })
+	// The upstream had sent 2 MiB, all passed on before the client left.
+	g.settled(t, "alice", 8, 2)
+}
+
+// TestLengthAndUpgrade refuses what a byte price cannot meter yet: a body
+// without a Content-Length under request_bytes is a 411, an Upgrade under a
+// byte price a 501; neither is forwarded. A body with a Content-Length is
+// held up front and charged by its size.
+func TestLengthAndUpgrade(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newUpstream(t)
+	g := startGateway(t, srv, `tollgate {
+		price /up {
+			request_bytes 1 per 1KiB
+		}
+		price * {
+			response_bytes 1 per 1KiB
+		}
+	}
+	reverse_proxy `+up.Listener.Addr().String(), "")
+	g.credit(t, "alice", 100)
+	tok := token(t, "alice")
+
+	req, _ := http.NewRequest(http.MethodPost, g.URL+"/up", io.MultiReader(strings.NewReader("chunked body")))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := g.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	expectStatus(t, "a chunked body under request_bytes", resp, string(body), http.StatusLengthRequired)
+	if p := decodeProblem(t, resp, string(body)); p.Type != "urn:tollgate:problem:invalid-request" {
+		t.Errorf("411 problem %s", body)
+	}
+
+	resp, b := g.do(t, "GET", "/ws", tok, "Connection", "Upgrade", "Upgrade", "websocket")
+	expectStatus(t, "an Upgrade under a byte price", resp, b, http.StatusNotImplemented)
+	if up.hits.Load() != 0 {
+		t.Errorf("%d refused requests reached the upstream", up.hits.Load())
+	}
+
+	req, _ = http.NewRequest(http.MethodPost, g.URL+"/up", bytes.NewReader(make([]byte, 3*1024+1)))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err = g.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	expectStatus(t, "a body with a Content-Length", resp, string(body), http.StatusOK)
+	if h := resp.Header.Get("Tollgate-Held"); h != "4" {
+		t.Errorf("Tollgate-Held %q, want 4 for 3 KiB and a byte", h)
+	}
+	g.settled(t, "alice", 96, 4)
+}
+
+// TestServerSentEvents delivers an event stream event by event, unbuffered,
+// and holds it block by block: the upstream sends each event only once the
+// client has read the one before.
+func TestServerSentEvents(t *testing.T) {
+	srv := redistest.Start(t)
+	const events = 12
+	read := make(chan struct{})
+	up := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range events {
+			// Each event is 48 bytes: "data: " + 40 digits + "\n\n".
+			fmt.Fprintf(w, "data: %040d\n\n", i)
+			http.NewResponseController(w).Flush()
+			select {
+			case <-read:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	g := startGateway(t, srv, `tollgate {
+		price * {
+			response_bytes 1 per 100B
+			hold_block 100B
+		}
+	}
+	reverse_proxy `+up, "")
+	g.credit(t, "alice", 100)
+	resp := g.startGet(t, context.Background(), "/events", token(t, "alice"))
+	if resp.Header.Get("Tollgate-Held") != "1" {
+		t.Errorf("Tollgate-Held %q, want one block", resp.Header.Get("Tollgate-Held"))
+	}
+	event := make([]byte, 48)
+	for i := range events {
+		if _, err := io.ReadFull(resp.Body, event); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("data: %040d\n\n", i); string(event) != want {
+			t.Fatalf("event %d is %q, want %q", i, event, want)
+		}
+		// While the stream is open, the blocks it used are held.
+		if a := g.account(t, "alice"); a.Held != int64((i+1)*48+99)/100 {
+			t.Errorf("after event %d: %d held, want %d", i, a.Held, ((i+1)*48+99)/100)
+		}
+		read <- struct{}{}
+	}
+	if n, err := io.Copy(io.Discard, resp.Body); n != 0 || err != nil {
+		t.Fatalf("after the last event: %d bytes, %v", n, err)
+	}
+	g.settled(t, "alice", 100-6, 6) // 12 × 48 = 576 bytes, 6 started blocks
+}
+
+// TestFileServer charges a file served through ReadFrom exactly, and cuts
+// it off where the balance ends.
+func TestFileServer(t *testing.T) {
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "big.bin"), bytes.Repeat([]byte("x"), 5*MiB+3), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, srv, `tollgate {
+		price * {
+			response_bytes 1 per 1MiB
+		}
+	}
+	root * `+dir+`
+	file_server`, "")
+	g.credit(t, "rich", 10)
+	resp, n, err := g.get(t, "/big.bin", token(t, "rich"))
+	if err != nil || n != 5*MiB+3 || resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, %d bytes, %v; want the whole file", resp.StatusCode, n, err)
+	}
+	g.settled(t, "rich", 4, 6)
+
+	g.credit(t, "poor", 2)
+	_, n, err = g.get(t, "/big.bin", token(t, "poor"))
+	if err == nil || n > 2*MiB {
+		t.Fatalf("%d bytes, error %v; want at most 2 MiB and a broken body", n, err)
+	}
+	waitFor(t, "the settle", func() bool { return g.account(t, "poor").Held == 0 })
+	g.settled(t, "poor", 0, 2)
+	if e := g.lastSettle(t, "poor"); !e.Detail.CutOff {
+		t.Errorf("settle entry %+v, want cut off", e)
+	}
 }
