@@ -57,6 +57,7 @@ type held struct {
 	sent       int64 // response bytes passed on
 	length     int64 // the response's Content-Length, or -1
 	cutOff     bool
+	ended      bool // end has run
 	noMore     bool // a renewal failed under deny: no more blocks are held
 	reported   int64
 	usageKnown bool // the usage report was read (reported, or usageBad)
@@ -131,7 +132,7 @@ func (hr *held) grant(n int64) (int64, error) {
 	if hr.length >= 0 && hr.sent+n >= hr.length && hr.usageSettles() {
 		// The client has the whole response with this write: settle first,
 		// so that its balance shows the charge when it has read the end.
-		hr.settle(hr.sent+n, false)
+		hr.settle(min(hr.sent+n, hr.length), false)
 		if hr.state == holdGone {
 			return hr.stop(0)
 		}
@@ -361,6 +362,10 @@ func (hr *held) report(values []string) {
 func (hr *held) end(h http.Header, status int, refundable bool) {
 	hr.mu.Lock()
 	defer hr.mu.Unlock()
+	if hr.ended {
+		return
+	}
+	hr.ended = true
 	hr.timer.Stop()
 	if u := hr.price.Usage; u != nil {
 		// A trailer counts only when no header came first; either way the
