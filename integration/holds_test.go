@@ -207,9 +207,10 @@ func TestGatewayKilledMidStream(t *testing.T) {
 // write (that needs the last one to be hold_expiry/2 old), then nothing until
 // t=12s. So only the timer (every hold_expiry/3) renews the hold in the
 // quiet spell. Without it the hold expires at t≈10s, and the renewal before
-// the write at t=12s finds it gone: the response is cut off at 1000 bytes,
+// the write at t=12s finds it gone: the response is cut off at 800 bytes,
 // and the ledger shows a release with reason expired. With neither kind of
-// renewal, the extension at t=13s, or the settle, finds it gone likewise.
+// renewal, the extension at t=13s finds it gone and the response is cut off
+// at 1024 bytes.
 func TestSlowStreamRenewsItsHold(t *testing.T) {
 	if testing.Short() {
 		t.Skip("streams for longer than hold_expiry")
@@ -346,32 +347,17 @@ func TestReloadDuring100MiBDownload(t *testing.T) {
 	const size = 100 * MiB
 	path := fmt.Sprintf("/len/%d", size)
 
-	t.Run("redis", func(t *testing.T) {
-		srv := redistest.Start(t)
-		up, hits := newByteUpstream(t)
-		g := startGateway(t, srv, holdSite(up, 1), "")
-		g.credit(t, "alice", 200)
-		tok := token(t, "alice")
-		resp, n := holdDownload(t, g.URL+path, tok, func() {
-			holdLoad(t, gatewayConfig(srv, g.prefix, holdPort(t, g.Admin), holdPort(t, g.URL), holdSite(up, 2), ""))
+	// A reload that keeps the store's settings shares its client; one that
+	// changes them hands the old client back to the pool while the download
+	// still uses it.
+	for _, c := range []struct{ name, store string }{
+		{"redis", ""},
+		{"redis with a new store client", "timeout 300ms"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			holdRedisReload(t, path, size, c.store)
 		})
-		if n != size {
-			t.Fatalf("%d bytes arrived, want %d", n, size)
-		}
-		g.settled(t, "alice", 100, 100)
-		if e := g.lastSettle(t, "alice"); e.Amount != 100 || e.Detail.CutOff || e.Op != resp.Header.Get("Tollgate-Op") {
-			t.Errorf("settle entry %+v, want 100, not cut off", e)
-		}
-
-		// The reload took effect: 1 MiB now costs 2.
-		if _, n, err := g.get(t, fmt.Sprintf("/len/%d", MiB), tok); err != nil || n != MiB {
-			t.Fatalf("1 MiB after the reload: %d bytes, %v", n, err)
-		}
-		g.settled(t, "alice", 98, 102)
-		if hits() != 2 {
-			t.Errorf("%d upstream requests, want 2", hits())
-		}
-	})
+	}
 
 	t.Run("memory", func(t *testing.T) {
 		up, _ := newByteUpstream(t)
@@ -447,6 +433,41 @@ http://127.0.0.1:%d {
 		}
 		holdMemorySettled(t, g, account, 98, 102)
 	})
+}
+
+// holdRedisReload downloads path, size bytes at 1 token per MiB, through a
+// gateway on Redis that is reloaded with a price of 2 per MiB, and the store
+// option store added, after the first 10 MiB.
+func holdRedisReload(t *testing.T, path string, size int64, store string) {
+	t.Helper()
+	srv := redistest.Start(t)
+	up, hits := newByteUpstream(t)
+	g := startGateway(t, srv, holdSite(up, 1), "")
+	g.credit(t, "alice", 200)
+	tok := token(t, "alice")
+	resp, n := holdDownload(t, g.URL+path, tok, func() {
+		cfg := gatewayConfig(srv, g.prefix, holdPort(t, g.Admin), holdPort(t, g.URL), holdSite(up, 2), "")
+		if store != "" {
+			cfg = strings.Replace(cfg, "prefix "+g.prefix, "prefix "+g.prefix+"\n\t\t\t"+store, 1)
+		}
+		holdLoad(t, cfg)
+	})
+	if n != size {
+		t.Fatalf("%d bytes arrived, want %d", n, size)
+	}
+	g.settled(t, "alice", 100, 100)
+	if e := g.lastSettle(t, "alice"); e.Amount != 100 || e.Detail.CutOff || e.Op != resp.Header.Get("Tollgate-Op") {
+		t.Errorf("settle entry %+v, want 100, not cut off", e)
+	}
+
+	// The reload took effect: 1 MiB now costs 2.
+	if _, n, err := g.get(t, fmt.Sprintf("/len/%d", MiB), tok); err != nil || n != MiB {
+		t.Fatalf("1 MiB after the reload: %d bytes, %v", n, err)
+	}
+	g.settled(t, "alice", 98, 102)
+	if hits() != 2 {
+		t.Errorf("%d upstream requests, want 2", hits())
+	}
 }
 
 // holdMemorySettled checks an account on the memory store, through Caddy's
