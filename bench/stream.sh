@@ -98,7 +98,7 @@ metric() {
 # run NAME PORT FILE [ARGS…]: one wrk run, printed as "NAME MiB/s req/s".
 run() {
 	local name=$1 port=$2 file=$3; shift 3
-	wrk -t2 -c"$conns" -d"$duration" "$@" "http://127.0.0.1:$port/$file" >"$work/$name.wrk"
+	wrk -t2 -c"$conns" -d"$duration" --timeout 60s "$@" "http://127.0.0.1:$port/$file" >"$work/$name.wrk"
 	local rps mibs
 	rps=$(awk '/^Requests\/sec/ {print $2}' "$work/$name.wrk")
 	mibs=$(awk -v f="$file" -v r="$rps" 'BEGIN { printf "%.1f", r * (f == "1m" ? 1 : 100) }')
