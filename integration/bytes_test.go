@@ -227,13 +227,18 @@ func TestStoreFailsMidStream(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			srv := redistest.Start(t)
 			up, open := gatedUpstream(t, 2*MiB, 10*MiB, false)
-			g := startGateway(t, srv, `tollgate {
+			g := startGateway(t, srv, `handle /metrics {
+				metrics
+			}
+			@api not path /metrics
+			tollgate @api {
 				price * {
 					response_bytes 1 per 1MiB
 				}
 			}
 			reverse_proxy `+up, "on_store_error "+mode)
 			g.credit(t, "alice", 10)
+			before := scrape(t, g)
 			resp := g.startGet(t, context.Background(), "/x", token(t, "alice"))
 			if _, err := io.ReadFull(resp.Body, make([]byte, 2*MiB)); err != nil {
 				t.Fatal(err)
@@ -254,8 +259,44 @@ func TestStoreFailsMidStream(t *testing.T) {
 			if e := g.lastSettle(t, "alice"); e.Detail.CutOff != (mode == "deny") {
 				t.Errorf("settle entry %+v, cut off should be %v", e, mode == "deny")
 			}
+			// The settle met the paused Redis too, and landed from the
+			// background; under allow, the request counts as unbilled.
+			after := scrape(t, g)
+			unbilled := map[string]float64{"deny": 0, "allow": 1}[mode]
+			if d := after["tollgate_unsettled_total"] - before["tollgate_unsettled_total"]; d != 1 {
+				t.Errorf("tollgate_unsettled_total rose by %v, want 1", d)
+			}
+			if d := after[`tollgate_requests_total{outcome="unbilled"}`] - before[`tollgate_requests_total{outcome="unbilled"}`]; d != unbilled {
+				t.Errorf("unbilled requests rose by %v, want %v", d, unbilled)
+			}
 		})
 	}
+}
+
+// TestHoldStoreDownAllow forwards a request under a byte price unbilled
+// when its up-front hold cannot reach the store, under allow.
+func TestHoldStoreDownAllow(t *testing.T) {
+	srv := redistest.Start(t)
+	up, hits := newByteUpstream(t)
+	g := startGateway(t, srv, `tollgate {
+		price * {
+			response_bytes 1 per 1KiB
+		}
+	}
+	reverse_proxy `+up, "on_store_error allow")
+	srv.Stop()
+	resp, n, err := g.get(t, fmt.Sprintf("/len/%d", MiB), token(t, "alice"))
+	if err != nil || n != MiB || resp.StatusCode != http.StatusOK || hits() != 1 {
+		t.Fatalf("status %d, %d bytes, %v, %d upstream hits; want the whole response, unbilled", resp.StatusCode, n, err, hits())
+	}
+	if h := resp.Header; h.Get("Tollgate-Charged") != "0" || h.Get("Tollgate-Held") != "" || h.Get("Tollgate-Balance") != "" {
+		t.Errorf("unbilled headers: charged %q held %q balance %q", h.Get("Tollgate-Charged"), h.Get("Tollgate-Held"), h.Get("Tollgate-Balance"))
+	}
+	srv.Restart(t)
+	waitFor(t, "the unknown hold to be cancelled", func() bool {
+		a, err := g.store.Account(t.Context(), meterRead("alice"))
+		return err != nil || (a.Held == 0 && a.Charged == 0)
+	})
 }
 
 // TestCutOffIsNotRefunded charges the blocks a cut-off download delivered,
