@@ -6,35 +6,9 @@
 #   bench/run.sh [duration] [connections]     defaults: 10s 32
 #
 # STORE=memory measures the metered proxy on the memory store instead.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 duration=${1:-10s}
 conns=${2:-32}
-
-for bin in wrk redis-server curl; do
-	command -v "$bin" >/dev/null || { echo "bench: $bin is missing: apt-get install wrk redis-server curl" >&2; exit 1; }
-done
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-go build -o "$work/tollgate" ./cmd/tollgate
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-redis_port=$(free_port); up_port=$(free_port); plain_port=$(free_port); metered_port=$(free_port)
-plain_admin=$(free_port); metered_admin=$(free_port)
-secret=bench-secret-0123456789-0123456789-abc
-store="redis redis://127.0.0.1:$redis_port/0"
-[ "${STORE:-redis}" = memory ] && store=memory
-
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --dir "$work" --daemonize no >"$work/redis.log" 2>&1 &
-pids+=($!)
 
 cat >"$work/upstream.caddy" <<CFG
 {
@@ -67,18 +41,12 @@ http://127.0.0.1:$metered_port {
 	reverse_proxy 127.0.0.1:$up_port
 }
 CFG
-for c in upstream plain metered; do
-	"$work/tollgate" run --adapter caddyfile --config "$work/$c.caddy" >"$work/$c.log" 2>&1 &
-	pids+=($!)
-done
+start upstream plain metered
 
-wait_for() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "bench: $1 never answered" >&2; exit 1; }
 wait_for "http://127.0.0.1:$plain_port/"
 wait_for "http://127.0.0.1:$metered_admin/config/"
 
-token=$("$work/tollgate" token --account bench --secret "$secret" --ttl 1h)
-curl -sf -X POST "http://127.0.0.1:$metered_admin/tollgate/accounts/bench/credit" \
-	-d '{"amount":1000000000000,"id":"bench-funds"}' >/dev/null
+fund
 
 # run NAME PORT [ARGS…]: one wrk run, printed as "NAME req/s p50 p99".
 run() {

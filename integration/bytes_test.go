@@ -59,15 +59,7 @@ func newByteUpstream(t *testing.T) (addr string, hits func() int64) {
 // returns the response, the body bytes read, and the read's error.
 func (g *gateway) get(t *testing.T, path, tok string) (*http.Response, int64, error) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, g.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := g.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := g.startGet(t, context.Background(), path, tok)
 	defer resp.Body.Close()
 	n, err := io.Copy(io.Discard, resp.Body)
 	return resp, n, err

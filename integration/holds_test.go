@@ -8,12 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -53,51 +49,6 @@ func holdStore(t *testing.T, srv *redistest.Server) *gateway {
 	}
 	t.Cleanup(func() { store.Close() })
 	return &gateway{prefix: prefix, store: store, redis: srv}
-}
-
-// holdProcess is a gateway running as its own process, which a test can kill.
-type holdProcess struct {
-	URL  string
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process has been waited for
-}
-
-// holdStartProcess runs a gateway as its own process on the Redis keys of g,
-// as startProcess does, but gives the test the process to kill.
-func holdStartProcess(t *testing.T, srv *redistest.Server, g *gateway, site, globals string) *holdProcess {
-	t.Helper()
-	port, adminPort := freePort(t), freePort(t)
-	file := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(file, []byte(gatewayConfig(srv, g.prefix, adminPort, port, site, globals)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(tollgateBinary(t), "run", "--adapter", "caddyfile", "--config", file)
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir(), "XDG_DATA_HOME="+t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &holdProcess{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(p.kill)
-	waitFor(t, "the gateway process to serve", func() bool {
-		resp, err := http.Get(p.URL + "/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return true
-	})
-	return p
-}
-
-// kill kills the process with SIGKILL, so that it can clean nothing up, and
-// waits until it is gone.
-func (p *holdProcess) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
 }
 
 // holdGet sends an authenticated GET to url with a client that allows slow
@@ -156,7 +107,7 @@ func TestGatewayKilledMidStream(t *testing.T) {
 	t.Cleanup(func() { close(stall) })
 
 	g := holdStore(t, srv)
-	p := holdStartProcess(t, srv, g, `tollgate {
+	p := startProcess(t, srv, g, `tollgate {
 		price * {
 			response_bytes 1 per 1KiB
 			hold_block 4KiB

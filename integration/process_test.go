@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/internal/redistest"
@@ -34,9 +35,16 @@ func tollgateBinary(t *testing.T) string {
 	return binary
 }
 
+// process is a gateway running as its own process.
+type process struct {
+	URL  string
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process has been waited for
+}
+
 // startProcess runs a gateway as its own process on the same Redis keys as
-// g, and returns its URL.
-func startProcess(t *testing.T, srv *redistest.Server, g *gateway, site, globals string) string {
+// g. The test's end kills it.
+func startProcess(t *testing.T, srv *redistest.Server, g *gateway, site, globals string) *process {
 	t.Helper()
 	port, adminPort := freePort(t), freePort(t)
 	file := filepath.Join(t.TempDir(), "Caddyfile")
@@ -48,20 +56,28 @@ func startProcess(t *testing.T, srv *redistest.Server, g *gateway, site, globals
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
+	p := &process{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{})}
+	go func() {
 		_ = cmd.Wait()
-	})
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitFor(t, "the second gateway to serve", func() bool {
-		resp, err := http.Get(url + "/")
+		close(p.done)
+	}()
+	t.Cleanup(p.kill)
+	waitFor(t, "the gateway process to serve", func() bool {
+		resp, err := http.Get(p.URL + "/")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return true
 	})
-	return url
+	return p
+}
+
+// kill kills the process with SIGKILL, so that it can clean nothing up, and
+// waits until it is gone.
+func (p *process) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
 }
 
 // TestTwoGateways sends a new account's requests through two gateway
@@ -74,7 +90,7 @@ func TestTwoGateways(t *testing.T) {
 	up := newUpstream(t)
 	site := "tollgate 3\nreverse_proxy " + up.Listener.Addr().String()
 	g := startGateway(t, srv, site, "")
-	other := startProcess(t, srv, g, site, "")
+	other := startProcess(t, srv, g, site, "").URL
 	const k = 137
 	g.credit(t, "alice", 3*k)
 	tok := token(t, "alice")
@@ -99,7 +115,7 @@ func TestSignupBonusAcrossGateways(t *testing.T) {
 	up := newUpstream(t)
 	site := "tollgate 3\nreverse_proxy " + up.Listener.Addr().String()
 	g := startGateway(t, srv, site, "signup_bonus 50")
-	other := startProcess(t, srv, g, site, "signup_bonus 50")
+	other := startProcess(t, srv, g, site, "signup_bonus 50").URL
 	paid, refused := burst(t, token(t, "newcomer"), 100, g.URL, other)
 	if paid != 50/3 || refused != 100-50/3 {
 		t.Errorf("%d paid and %d refused, want %d and %d", paid, refused, 50/3, 100-50/3)
