@@ -62,6 +62,7 @@ type held struct {
 	reported   int64
 	usageKnown bool // the usage report was read (reported, or usageBad)
 	usageBad   bool // the report was missing or unreadable
+	trailer    bool // the response announced the usage trailer
 	timer      *time.Timer
 }
 
@@ -147,8 +148,11 @@ func (hr *held) stop(n int64) (int64, error) {
 }
 
 // usageSettles reports that nothing about the usage is still to come: there
-// is no usage price, or the upstream's header already reported it.
-func (hr *held) usageSettles() bool { return hr.price.Usage == nil || hr.usageKnown }
+// is no usage price, the upstream's header reported it, or no trailer was
+// announced to report it.
+func (hr *held) usageSettles() bool {
+	return hr.price.Usage == nil || hr.usageKnown || !hr.trailer
+}
 
 // blockFor returns the extension that lets n more bytes through: up to the
 // larger of a block and what they need, at least one pricing unit.
@@ -323,7 +327,7 @@ func (hr *held) header(w *responseWriter, status int) {
 			hr.report(values)
 			delete(h, u.Header)
 		}
-		unannounce(h, u.Header)
+		hr.trailer = unannounce(h, u.Header)
 	}
 	if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil && n >= 0 && status != http.StatusSwitchingProtocols {
 		hr.length = n
@@ -348,7 +352,7 @@ func (hr *held) report(values []string) {
 	}
 	v := strings.TrimSpace(values[0])
 	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 || n > pricing.MaxAmount || v != strconv.FormatInt(n, 10) {
+	if err != nil || n > pricing.MaxAmount || strings.Trim(v, "0123456789") != "" {
 		hr.usageBad = true
 		return
 	}
@@ -408,25 +412,30 @@ func (hr *held) isCutOff() bool {
 }
 
 // unannounce removes name from the Trailer header, so that the client is
-// not told of a trailer it will not get.
-func unannounce(h http.Header, name string) {
+// not told of a trailer it will not get, and reports whether it was there.
+func unannounce(h http.Header, name string) bool {
 	values, ok := h["Trailer"]
 	if !ok {
-		return
+		return false
 	}
 	var keep []string
+	found := false
 	for _, v := range values {
 		for _, n := range strings.Split(v, ",") {
-			if n = strings.TrimSpace(n); n != "" && http.CanonicalHeaderKey(n) != name {
+			switch n = strings.TrimSpace(n); {
+			case http.CanonicalHeaderKey(n) == name:
+				found = true
+			case n != "":
 				keep = append(keep, n)
 			}
 		}
 	}
 	if len(keep) == 0 {
 		delete(h, "Trailer")
-		return
+	} else {
+		h["Trailer"] = []string{strings.Join(keep, ", ")}
 	}
-	h["Trailer"] = []string{strings.Join(keep, ", ")}
+	return found
 }
 
 // window returns how many response bytes may go out now without a store

@@ -151,7 +151,7 @@ func TestReport(t *testing.T) {
 		{[]string{"9007199254740992"}, 0, true},
 		{[]string{"-1"}, 0, true},
 		{[]string{"+1"}, 0, true},
-		{[]string{"07"}, 0, true},
+		{[]string{"07"}, 7, false},
 		{[]string{"1.5"}, 0, true},
 		{[]string{"abc"}, 0, true},
 		{[]string{""}, 0, true},

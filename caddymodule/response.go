@@ -25,9 +25,20 @@ type responseWriter struct {
 	head  bool // a HEAD request: it has no body to meter
 }
 
-// WriteHeader sets Tollgate's headers, then writes the status.
+// WriteHeader sets Tollgate's headers, then writes the status. An
+// informational response (such as 103 Early Hints) goes out without the
+// upstream's tollgate-* headers and usage report.
 func (w *responseWriter) WriteHeader(status int) {
-	if w.wroteHeader || (status >= 100 && status < 200 && status != http.StatusSwitchingProtocols) {
+	if w.wroteHeader {
+		w.ResponseWriterWrapper.WriteHeader(status)
+		return
+	}
+	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
+		h := w.Header()
+		dropTollgateHeaders(h)
+		if w.meter != nil && w.meter.price.Usage != nil {
+			delete(h, w.meter.price.Usage.Header)
+		}
 		w.ResponseWriterWrapper.WriteHeader(status)
 		return
 	}
@@ -106,13 +117,18 @@ func (w *responseWriter) ReadFrom(src io.Reader) (int64, error) {
 // are copied through Write.
 const readFromWindow = 32 << 10
 
-// setHeaders drops every tollgate-* header and sets Tollgate's own.
-func (w *responseWriter) setHeaders(h http.Header) {
+// dropTollgateHeaders removes every tollgate-* header.
+func dropTollgateHeaders(h http.Header) {
 	for name := range h {
 		if len(name) > 9 && strings.EqualFold(name[:9], "tollgate-") {
 			delete(h, name)
 		}
 	}
+}
+
+// setHeaders drops every tollgate-* header and sets Tollgate's own.
+func (w *responseWriter) setHeaders(h http.Header) {
+	dropTollgateHeaders(h)
 	h.Set("Tollgate-Charged", w.charged)
 	if w.held != "" {
 		h.Set("Tollgate-Held", w.held)

@@ -2,12 +2,17 @@ package integration
 
 import (
 	"bufio"
+	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -33,23 +38,46 @@ const usageCredit = 100
 // usageBody is the body the usage upstream sends when no size is asked for.
 const usageBody = "usage-body"
 
-// newUsageUpstream starts an upstream that reports usage as its query says.
-// Each h value is sent as an X-Usage response header, each t value as an
-// announced X-Usage trailer, and each u value as an unannounced one
+// usageUpstream is an upstream that reports usage as each request's query
+// says.
+type usageUpstream struct {
+	addr string        // its address
+	hits atomic.Int64  // the requests that reached it
+	gate chan struct{} // closed to let gated responses finish
+}
+
+// newUsageUpstream starts a usageUpstream. Each h value of a request's query
+// is sent as an X-Usage response header, each t value as an announced
+// X-Usage trailer, and each u value as an unannounced one
 // (http.TrailerPrefix); declare=1 announces the trailer without sending it.
-// size=n sends n bytes of 'x' instead of usageBody, status=n answers with
-// that status. It returns the upstream's address and the number of requests
-// that reached it.
-func newUsageUpstream(t *testing.T) (string, *atomic.Int64) {
-	var hits atomic.Int64
-	addr := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
+// size=n sends n bytes of 'x' instead of usageBody, len=1 sends a
+// Content-Length, and status=n answers with that status. early=v first
+// sends a 103 Early Hints with X-Usage: v, a Link header and a
+// Tollgate-Balance header of its own. o=v sends an announced X-Other
+// trailer, which is none of Tollgate's business. gate=1 sends the
+// first half of the body, flushed, and the rest once the gate is closed.
+func newUsageUpstream(t *testing.T) *usageUpstream {
+	u := &usageUpstream{gate: make(chan struct{})}
+	u.addr = httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
 		q := r.URL.Query()
+		if v := q.Get("early"); v != "" {
+			w.Header().Set("X-Usage", v)
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.Header().Set("Tollgate-Balance", "999999")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("X-Usage")
+			w.Header().Del("Link")
+			w.Header().Del("Tollgate-Balance")
+		}
 		for _, v := range q["h"] {
 			w.Header().Add("X-Usage", v)
 		}
 		if len(q["t"]) > 0 || q.Get("declare") == "1" {
-			w.Header().Set("Trailer", "X-Usage")
+			w.Header().Add("Trailer", "X-Usage")
+		}
+		if q.Get("o") != "" {
+			w.Header().Add("Trailer", "X-Other")
 		}
 		body := []byte(usageBody)
 		if s := q.Get("size"); s != "" {
@@ -60,11 +88,29 @@ func newUsageUpstream(t *testing.T) (string, *atomic.Int64) {
 			}
 			body = []byte(strings.Repeat("x", n))
 		}
+		if q.Get("len") == "1" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		}
 		status := http.StatusOK
 		if s := q.Get("status"); s != "" {
 			status, _ = strconv.Atoi(s)
 		}
 		w.WriteHeader(status)
+		if q.Get("gate") == "1" {
+			half := len(body) / 2
+			if _, err := w.Write(body[:half]); err != nil {
+				return
+			}
+			if err := http.NewResponseController(w).Flush(); err != nil {
+				return
+			}
+			select {
+			case <-u.gate:
+			case <-r.Context().Done():
+				return
+			}
+			body = body[half:]
+		}
 		if _, err := w.Write(body); err != nil {
 			return
 		}
@@ -75,11 +121,21 @@ func newUsageUpstream(t *testing.T) (string, *atomic.Int64) {
 				w.Header().Add("X-Usage", v)
 			}
 		}
-		for _, v := range q["u"] {
-			w.Header().Add(http.TrailerPrefix+"X-Usage", v)
+		if v := q.Get("o"); v != "" {
+			w.Header().Set("X-Other", v)
+		}
+		if len(q["u"]) > 0 {
+			// Unannounced trailers need a chunked response: flush before
+			// the handler ends, so that no Content-Length is set.
+			if err := http.NewResponseController(w).Flush(); err != nil {
+				return
+			}
+			for _, v := range q["u"] {
+				w.Header().Add(http.TrailerPrefix+"X-Usage", v)
+			}
 		}
 	})
-	return addr, &hits
+	return u
 }
 
 // usageQuery builds the query of a request to the usage upstream from
@@ -235,8 +291,8 @@ func usageRun(t *testing.T, g *gateway, prefix string, cases []usageCase) {
 // decimal integer in [0, 2^53-1] settles at the reserve and is counted.
 func TestUsageHeader(t *testing.T) {
 	srv := redistest.Start(t)
-	up, _ := newUsageUpstream(t)
-	g := startGateway(t, srv, usageSite+up, "")
+	up := newUsageUpstream(t)
+	g := startGateway(t, srv, usageSite+up.addr, "")
 	h := func(v string) string { return usageQuery("h", v) }
 	usageRun(t, g, "header", []usageCase{
 		{name: "below", path: h("4"), units: 4, early: true},
@@ -268,8 +324,8 @@ func TestUsageHeader(t *testing.T) {
 // request stays held when the headers go out and settles at its end.
 func TestUsageTrailer(t *testing.T) {
 	srv := redistest.Start(t)
-	up, _ := newUsageUpstream(t)
-	g := startGateway(t, srv, usageSite+up, "")
+	up := newUsageUpstream(t)
+	g := startGateway(t, srv, usageSite+up.addr, "")
 	tr := func(v string) string { return usageQuery("t", v) }
 	un := func(v string) string { return usageQuery("u", v) }
 	usageRun(t, g, "trailer", []usageCase{
@@ -293,8 +349,8 @@ func TestUsageTrailer(t *testing.T) {
 // reaches the client.
 func TestUsageHeaderAndTrailer(t *testing.T) {
 	srv := redistest.Start(t)
-	up, _ := newUsageUpstream(t)
-	g := startGateway(t, srv, usageSite+up, "")
+	up := newUsageUpstream(t)
+	g := startGateway(t, srv, usageSite+up.addr, "")
 	usageRun(t, g, "both", []usageCase{
 		{name: "announced", path: usageQuery("h", "4", "t", "9"), units: 4, early: true},
 		{name: "announced-lower", path: usageQuery("h", "9", "t", "1"), units: 9, early: true},
@@ -309,8 +365,8 @@ func TestUsageHeaderAndTrailer(t *testing.T) {
 // stays held.
 func TestUsageUnaffordable(t *testing.T) {
 	srv := redistest.Start(t)
-	up, hits := newUsageUpstream(t)
-	g := startGateway(t, srv, usageSite+up, "")
+	up := newUsageUpstream(t)
+	g := startGateway(t, srv, usageSite+up.addr, "")
 	g.credit(t, "short", usageHold-1)
 	before := usageCapped(t, g)
 
@@ -323,7 +379,7 @@ func TestUsageUnaffordable(t *testing.T) {
 	if h := resp.Header; h.Get("Tollgate-Charged") != "0" || h.Get("Tollgate-Balance") != fmt.Sprint(usageHold-1) {
 		t.Errorf("402 headers charged %q balance %q; want 0 and %d", h.Get("Tollgate-Charged"), h.Get("Tollgate-Balance"), usageHold-1)
 	}
-	if n := hits.Load(); n != 0 {
+	if n := up.hits.Load(); n != 0 {
 		t.Errorf("the 402 reached the upstream %d times", n)
 	}
 	if a := g.account(t, "short"); a.Balance != usageHold-1 || a.Held != 0 || a.Charged != 0 {
@@ -339,7 +395,7 @@ func TestUsageUnaffordable(t *testing.T) {
 	expectStatus(t, "a balance of exactly the reserve", resp, body, http.StatusOK)
 	usageHeaders(t, resp, 5, 0, usageHold-5)
 	g.settled(t, "short", usageHold-5, 5)
-	if n := hits.Load(); n != 1 {
+	if n := up.hits.Load(); n != 1 {
 		t.Errorf("the upstream got %d requests, want 1", n)
 	}
 }
@@ -349,8 +405,8 @@ func TestUsageUnaffordable(t *testing.T) {
 // client.
 func TestUsageRefundOn(t *testing.T) {
 	srv := redistest.Start(t)
-	up, _ := newUsageUpstream(t)
-	g := startGateway(t, srv, usageSite+up, "")
+	up := newUsageUpstream(t)
+	g := startGateway(t, srv, usageSite+up.addr, "")
 	before := usageCapped(t, g)
 	for _, c := range []struct{ name, path string }{
 		{"header", usageQuery("status", "500", "h", "4")},
@@ -380,7 +436,7 @@ func TestUsageRefundOn(t *testing.T) {
 // not eat into the reserve.
 func TestUsageWithResponseBytes(t *testing.T) {
 	srv := redistest.Start(t)
-	up, _ := newUsageUpstream(t)
+	up := newUsageUpstream(t)
 	g := startGateway(t, srv, `tollgate {
 		price * {
 			request 2
@@ -389,7 +445,7 @@ func TestUsageWithResponseBytes(t *testing.T) {
 			hold_block 4KiB
 		}
 	}
-	reverse_proxy `+up, "")
+	reverse_proxy `+up.addr, "")
 	const hold = 2 + 4 + 3*10 // the request, the first block and the reserve
 	before := usageCapped(t, g)
 
@@ -408,6 +464,10 @@ func TestUsageWithResponseBytes(t *testing.T) {
 		{"trailer-extended", usageQuery("size", "10000", "t", "7"), 10000, 7},
 		{"header-extended", usageQuery("size", "10000", "h", "2"), 10000, 2},
 		{"missing-extended", usageQuery("size", "10000"), 10000, 10},
+		// The request settles at its end, when the trailer has come too:
+		// the header is still final.
+		{"both", usageQuery("size", "3000", "h", "4", "t", "9"), 3000, 4},
+		{"both-unannounced", usageQuery("size", "10000", "h", "3", "u", "9"), 10000, 3},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			account := "bytes-" + c.name
@@ -428,5 +488,161 @@ func TestUsageWithResponseBytes(t *testing.T) {
 	}
 	if got := usageCapped(t, g) - before; got != 2 {
 		t.Errorf("tollgate_usage_capped_total went up by %v, want 2", got)
+	}
+}
+
+// usageLastEntryKind reads the kind of an account's newest ledger entry
+// straight from the Redis stream, with a plain read that CLIENT PAUSE WRITE
+// does not hold up (the store's own reads are scripts, which it does).
+func usageLastEntryKind(t *testing.T, g *gateway, account string) string {
+	t.Helper()
+	key := g.prefix + ":{" + base64.RawURLEncoding.EncodeToString([]byte(account)) + "}:ledger"
+	msgs, err := g.redis.Client(t).XRevRangeN(context.Background(), key, "+", "-", 1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 {
+		t.Fatalf("ledger stream %s has no entry", key)
+	}
+	k, _ := msgs[0].Values["k"].(string)
+	return k
+}
+
+// TestUsageSettledBeforeLastByte checks that a response with a
+// Content-Length and no usage report is settled before its last byte goes
+// out (SPEC 4.1: a client that has read a response to its end already sees
+// the charge). Redis holds writes back while the last half of the body is
+// sent, so a settle that comes after the last write is seen missing when the
+// client has read the end.
+func TestUsageSettledBeforeLastByte(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newUsageUpstream(t)
+	g := startGateway(t, srv, usageSite+up.addr, "")
+	const size = 256 << 10
+	g.credit(t, "last-byte", usageCredit)
+
+	req, err := http.NewRequest(http.MethodGet, g.URL+usageQuery("size", fmt.Sprint(size), "len", "1", "gate", "1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token(t, "last-byte"))
+	resp, err := g.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	expectStatus(t, "a gated response", resp, "", http.StatusOK)
+	if resp.ContentLength != size {
+		t.Fatalf("Content-Length %d, want %d", resp.ContentLength, size)
+	}
+	usageHeaders(t, resp, 0, usageHold, usageCredit-usageHold)
+
+	// Writes wait in Redis for 100 ms, well under the store's 200 ms timeout:
+	// a settle made before the last write holds that write back until then.
+	pause := g.redis.Client(t)
+	if err := pause.Do(context.Background(), "CLIENT", "PAUSE", "100", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	close(up.gate)
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || n != size {
+		t.Fatalf("the body: %d bytes, %v; want %d", n, err, size)
+	}
+	kind := usageLastEntryKind(t, g, "last-byte")
+	if err := pause.Do(context.Background(), "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if kind != "settle" {
+		t.Errorf("the client read the whole body while the newest ledger entry was %q: the settle came after the last byte", kind)
+	}
+	waitFor(t, "the settle", func() bool { return g.account(t, "last-byte").Held == 0 })
+	usageSettled(t, g, "last-byte", resp, usageHold, usageHold)
+	usageNoReport(t, resp)
+}
+
+// TestUsageInformational checks that an informational (1xx) response does
+// not carry the usage header (nor an upstream's Tollgate-* header) to the
+// client either, and that only the final response's header is the report.
+func TestUsageInformational(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newUsageUpstream(t)
+	g := startGateway(t, srv, usageSite+up.addr, "")
+	g.credit(t, "early", usageCredit)
+
+	var mu sync.Mutex
+	var early []textproto.MIMEHeader
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		mu.Lock()
+		defer mu.Unlock()
+		early = append(early, h)
+		return nil
+	}}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet,
+		g.URL+usageQuery("early", "9", "h", "4"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token(t, "early"))
+	resp, err := g.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectStatus(t, "a response after a 103", resp, string(body), http.StatusOK)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(early) != 1 || early[0].Get("Link") == "" {
+		t.Fatalf("the client got 1xx headers %v; want the upstream's 103 with its Link", early)
+	}
+	if v, ok := early[0]["X-Usage"]; ok {
+		t.Errorf("the client got X-Usage %q in a 103", v)
+	}
+	// SPEC 4: Tollgate-* headers the upstream sends are dropped.
+	if v, ok := early[0]["Tollgate-Balance"]; ok {
+		t.Errorf("the client got the upstream's Tollgate-Balance %q in a 103", v)
+	}
+	usageHeaders(t, resp, 2+3*4, 0, usageCredit-2-3*4)
+	usageNoReport(t, resp)
+	usageSettled(t, g, "early", resp, usageHold, 2+3*4)
+}
+
+// TestUsageOtherTrailers checks that taking the usage trailer out leaves the
+// upstream's other trailers to the client, announced or not.
+func TestUsageOtherTrailers(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newUsageUpstream(t)
+	g := startGateway(t, srv, usageSite+up.addr, "")
+	for _, c := range []struct {
+		name  string
+		path  string
+		units int64
+		early bool
+	}{
+		{"announced", usageQuery("t", "4", "o", "kept"), 4, false},
+		{"unannounced", usageQuery("u", "5", "o", "kept"), 5, false},
+		{"header", usageQuery("h", "6", "o", "kept"), 6, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			account := "other-" + c.name
+			g.credit(t, account, usageCredit)
+			resp, body := usageGet(t, g, c.path, token(t, account))
+			expectStatus(t, c.path, resp, body, http.StatusOK)
+			if v := resp.Trailer.Get("X-Other"); v != "kept" {
+				t.Errorf("the client got the X-Other trailer %q, want kept; trailers %v", v, resp.Trailer)
+			}
+			charged := 2 + 3*c.units
+			if c.early {
+				usageHeaders(t, resp, charged, 0, usageCredit-charged)
+			} else {
+				usageHeaders(t, resp, 0, usageHold, usageCredit-usageHold)
+			}
+			usageNoReport(t, resp)
+			usageSettled(t, g, account, resp, usageHold, charged)
+		})
 	}
 }
