@@ -53,8 +53,7 @@ type held struct {
 	balance    int64 // the available balance after the last store call
 	seq        int64 // the last extension's sequence number
 	lastAck    time.Time
-	covered    int64 // response bytes the hold pays for
-	sent       int64 // response bytes passed on
+	req, resp  flow  // request bytes (without a Content-Length) and response bytes
 	length     int64 // the response's Content-Length, or -1
 	cutOff     bool
 	ended      bool // end has run
@@ -76,31 +75,16 @@ func newHeld(h *Handler, price *pricing.Compound, account, op string, ctx contex
 		amount: r.Amount, balance: r.Balance, lastAck: start, length: -1,
 	}
 	hr.balanceVar.Store(r.Balance)
-	hr.cover()
+	hr.resp = flow{rate: price.ResponseBytes, block: price.Block(), tokens: r.Amount - fixed}
 	hr.timer = time.AfterFunc(hr.ttl/3, hr.renew)
 	return hr
 }
 
-// cover recomputes the response bytes the hold pays for.
-func (hr *held) cover() {
-	rate := hr.price.ResponseBytes
-	if rate == nil {
-		hr.covered = math.MaxInt64
-		return
-	}
-	units := (hr.amount - hr.fixed) / rate.Amount
-	if units > math.MaxInt64/rate.Per {
-		hr.covered = math.MaxInt64
-		return
-	}
-	hr.covered = units * rate.Per
-}
-
-// grant returns how many of the next n response bytes may be sent now,
-// holding the next block first when they go past what is held. Fewer than n
-// come with errCutOff. When they complete a known Content-Length, the request
+// grant returns how many of the next n bytes of flow f may pass now, holding
+// the next block first when they go past what is held. Fewer than n come with
+// errCutOff. When response bytes complete a known Content-Length, the request
 // is settled first.
-func (hr *held) grant(n int64) (int64, error) {
+func (hr *held) grant(f *flow, n int64) (int64, error) {
 	hr.mu.Lock()
 	defer hr.mu.Unlock()
 	switch hr.state {
@@ -113,27 +97,32 @@ func (hr *held) grant(n int64) (int64, error) {
 	if hr.cutOff {
 		return 0, errCutOff
 	}
-	if time.Since(hr.lastAck) >= hr.ttl/2 && hr.sent+n <= hr.covered {
-		// A stalled process must not write past a hold that may have expired.
-		if !hr.extend(0, 0) {
+	if time.Since(hr.lastAck) >= hr.ttl/2 && f.sent+n <= f.covered() {
+		// A stalled process must not pass bytes under a hold that may have
+		// expired.
+		if !hr.extend(nil, 0, 0) {
 			return hr.stop(0)
 		}
 	}
-	if hr.sent+n > hr.covered {
-		if hr.noMore || !hr.extend(hr.blockFor(n)) {
-			return hr.stop(hr.covered - hr.sent)
+	if f.sent+n > f.covered() {
+		maxTokens, minTokens := f.extension(n)
+		if hr.noMore || !hr.extend(f, maxTokens, minTokens) {
+			return hr.stop(f.covered() - f.sent)
 		}
 		if hr.state == holdUnbilled {
 			return n, nil
 		}
-		if hr.sent+n > hr.covered {
-			return hr.stop(hr.covered - hr.sent)
+		if f.sent+n > f.covered() {
+			return hr.stop(f.covered() - f.sent)
 		}
 	}
-	if hr.length >= 0 && hr.sent+n >= hr.length && hr.usageSettles() {
+	if f == &hr.resp && hr.length >= 0 && f.sent+n >= hr.length && hr.usageSettles() {
 		// The client has the whole response with this write: settle first,
 		// so that its balance shows the charge when it has read the end.
-		hr.settle(min(hr.sent+n, hr.length), false)
+		before := f.sent
+		f.sent = min(f.sent+n, hr.length)
+		hr.settle(false)
+		f.sent = before
 		if hr.state == holdGone {
 			return hr.stop(0)
 		}
@@ -154,22 +143,10 @@ func (hr *held) usageSettles() bool {
 	return hr.price.Usage == nil || hr.usageKnown || !hr.trailer
 }
 
-// blockFor returns the extension that lets n more bytes through: up to the
-// larger of a block and what they need, at least one pricing unit.
-func (hr *held) blockFor(n int64) (maxTokens, minTokens int64) {
-	rate := hr.price.ResponseBytes
-	need := rate.Units(hr.sent+n) - hr.covered/rate.Per
-	units := max(hr.price.Block()/rate.Per, need)
-	if units > pricing.MaxAmount/rate.Amount {
-		units = pricing.MaxAmount / rate.Amount
-	}
-	return units * rate.Amount, rate.Amount
-}
-
-// extend adds up to maxTokens to the hold, at least minTokens, and renews it.
-// It reports whether the response may go on; when it may not, the state says
-// why. Called with mu held.
-func (hr *held) extend(maxTokens, minTokens int64) bool {
+// extend adds up to maxTokens to the hold for flow f (none for a renewal),
+// at least minTokens, and renews it. It reports whether the request may go
+// on; when it may not, the state says why. Called with mu held.
+func (hr *held) extend(f *flow, maxTokens, minTokens int64) bool {
 	hr.seq++
 	start := time.Now()
 	r, err := hr.h.app.store.Extend(hr.ctx, meter.Extend{
@@ -181,7 +158,9 @@ func (hr *held) extend(maxTokens, minTokens int64) bool {
 	case err == nil:
 		hr.amount, hr.balance, hr.lastAck, hr.noMore = r.Held, r.Balance, start, false
 		hr.balanceVar.Store(r.Balance)
-		hr.cover()
+		if f != nil {
+			f.tokens += r.Amount
+		}
 		return true
 	case errors.As(err, &short):
 		hr.balance = short.Balance
@@ -213,7 +192,7 @@ func (hr *held) renew() {
 	if hr.state != holdOpen && hr.state != holdUnbilled {
 		return
 	}
-	if !hr.extend(0, 0) && hr.state == holdOpen {
+	if !hr.extend(nil, 0, 0) && hr.state == holdOpen {
 		hr.noMore = true
 	}
 	if hr.state == holdOpen || hr.state == holdUnbilled {
@@ -221,24 +200,29 @@ func (hr *held) renew() {
 	}
 }
 
-// total is what the request costs with sent response bytes: the formula of
-// the price, never more than is held.
-func (hr *held) total(sent int64) int64 {
+// total is what the request costs with the bytes passed so far: the formula
+// of the price, never more than is held. Bytes delivered unbilled are not
+// counted.
+func (hr *held) total() int64 {
 	reported, ok := hr.reported, hr.usageKnown && !hr.usageBad
-	if hr.state == holdUnbilled {
-		sent = min(sent, hr.covered)
+	reqBytes, respBytes := hr.reqBytes, hr.resp.sent
+	if hr.req.rate != nil {
+		reqBytes = hr.req.sent
 	}
-	t, err := hr.price.Total(hr.reqBytes, sent, reported, ok)
+	if hr.state == holdUnbilled {
+		reqBytes, respBytes = min(reqBytes, hr.req.covered()), min(respBytes, hr.resp.covered())
+	}
+	t, err := hr.price.Total(reqBytes, respBytes, reported, ok)
 	if err != nil {
 		return hr.amount
 	}
 	return min(t, hr.amount)
 }
 
-// settle charges the price of sent response bytes and releases the rest of
-// the hold, or retries in the background while the store cannot be reached.
+// settle charges the price of the bytes passed and releases the rest of the
+// hold, or retries in the background while the store cannot be reached.
 // Called with mu held.
-func (hr *held) settle(sent int64, cutOff bool) {
+func (hr *held) settle(cutOff bool) {
 	if hr.state != holdOpen && hr.state != holdUnbilled {
 		return
 	}
@@ -248,7 +232,7 @@ func (hr *held) settle(sent int64, cutOff bool) {
 		hr.h.logger.Warn("usage report missing, unreadable or above the reserve; settling at the reserve",
 			zap.String("op", hr.op), zap.String("header", hr.price.Usage.Header))
 	}
-	s := meter.Settle{Account: hr.account, Op: hr.op, Amount: hr.total(sent), CutOff: cutOff}
+	s := meter.Settle{Account: hr.account, Op: hr.op, Amount: hr.total(), CutOff: cutOff}
 	start := time.Now()
 	r, err := hr.h.app.store.Settle(hr.ctx, s)
 	observeSince(storeSettle, start)
@@ -335,8 +319,8 @@ func (hr *held) header(w *responseWriter, status int) {
 	switch {
 	case hr.h.refundOn.status(status):
 		hr.release()
-	case hr.usageKnown && hr.price.ResponseBytes == nil:
-		hr.settle(0, false)
+	case hr.usageKnown && hr.price.ResponseBytes == nil && hr.req.rate == nil:
+		hr.settle(false)
 	}
 	w.charged = strconv.FormatInt(hr.charged.Load(), 10)
 	w.held = strconv.FormatInt(hr.amount, 10)
@@ -385,22 +369,22 @@ func (hr *held) end(h http.Header, status int, refundable bool) {
 	}
 	switch {
 	case hr.cutOff:
-		hr.settle(hr.sent, true)
+		hr.settle(true)
 	case status != 0 && hr.h.refundOn.status(status), refundable && hr.h.refundOn.aborted:
 		hr.release()
 	case hr.state == holdOpen:
 		// A hold found gone now cuts off the end of a chunked response.
-		hr.settle(hr.sent, false)
+		hr.settle(false)
 		hr.cutOff = hr.state == holdGone && status == 0
 	default:
-		hr.settle(hr.sent, false)
+		hr.settle(false)
 	}
 }
 
-// wrote records response bytes passed on.
-func (hr *held) wrote(n int64) {
+// passed records bytes of flow f passed on.
+func (hr *held) passed(f *flow, n int64) {
 	hr.mu.Lock()
-	hr.sent += n
+	f.sent += n
 	hr.mu.Unlock()
 }
 
@@ -454,9 +438,41 @@ func (hr *held) window() int64 {
 	if time.Since(hr.lastAck) >= hr.ttl/2 {
 		return 0
 	}
-	n := hr.covered - hr.sent
+	n := hr.resp.covered() - hr.resp.sent
 	if hr.length >= 0 && hr.usageSettles() {
-		n = min(n, hr.length-hr.sent-1)
+		n = min(n, hr.length-hr.resp.sent-1)
 	}
 	return max(n, 0)
+}
+
+// flow is one direction of metered bytes: the tokens of the hold that pay for
+// it, and the bytes that have passed.
+type flow struct {
+	rate   *pricing.Rate // nil when the direction is not metered
+	block  int64         // bytes held per extension
+	tokens int64         // tokens of the hold for this direction
+	sent   int64         // bytes passed
+}
+
+// covered returns how many bytes the flow's tokens pay for.
+func (f *flow) covered() int64 {
+	if f.rate == nil {
+		return math.MaxInt64
+	}
+	units := f.tokens / f.rate.Amount
+	if units > math.MaxInt64/f.rate.Per {
+		return math.MaxInt64
+	}
+	return units * f.rate.Per
+}
+
+// extension returns the extension that lets n more bytes through: up to the
+// larger of a block and what they need, at least one pricing unit.
+func (f *flow) extension(n int64) (maxTokens, minTokens int64) {
+	need := f.rate.Units(f.sent+n) - f.tokens/f.rate.Amount
+	units := max(f.block/f.rate.Per, need)
+	if units > pricing.MaxAmount/f.rate.Amount {
+		units = pricing.MaxAmount / f.rate.Amount
+	}
+	return units * f.rate.Amount, f.rate.Amount
 }

@@ -60,10 +60,10 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	if w.meter == nil || w.head {
 		return w.ResponseWriterWrapper.Write(b)
 	}
-	n, cut := w.meter.grant(int64(len(b)))
+	n, cut := w.meter.grant(&w.meter.resp, int64(len(b)))
 	n = min(n, int64(len(b)))
 	written, err := w.ResponseWriterWrapper.Write(b[:n])
-	w.meter.wrote(int64(written))
+	w.meter.passed(&w.meter.resp, int64(written))
 	if err == nil {
 		err = cut
 	}
@@ -84,7 +84,7 @@ func (w *responseWriter) ReadFrom(src io.Reader) (int64, error) {
 	for {
 		if window := w.meter.window(); window >= readFromWindow {
 			n, err := w.ResponseWriterWrapper.ReadFrom(io.LimitReader(src, window))
-			w.meter.wrote(n)
+			w.meter.passed(&w.meter.resp, n)
 			total += n
 			if err != nil || n < window {
 				return total, err
