@@ -175,7 +175,7 @@ func TestDirectiveErrors(t *testing.T) {
 		{"tollgate {\n\tprice * {\n\t\tusage_header X-Tokens 1 reserve -4\n\t}\n}", "usage_header reserve"},
 		{"tollgate {\n\tprice * {\n\t\trequest 5\n\t}\n}", "needs request_bytes, response_bytes or usage_header"},
 		{"tollgate {\n\tprice * {\n\t\tusage_header X:Tokens 1 reserve 4\n\t}\n}", "is not a header name"},
-		{"tollgate {\n\tprice * {\n\t\tusage_header X-Tokens 1 reserve 4\n\t\thold_block 1MiB\n\t}\n}", "hold_block needs a response_bytes price"},
+		{"tollgate {\n\tprice * {\n\t\tusage_header X-Tokens 1 reserve 4\n\t\thold_block 1MiB\n\t}\n}", "hold_block needs a request_bytes or response_bytes price"},
 		{"tollgate {\n\tprice * {\n\t\trequest 9007199254740991\n\t\tresponse_bytes 1 per 1KiB\n\t}\n}", "exceeds 2^53-1"},
 		{"tollgate {\n\tprice * {\n\t\tusage_header X-Tokens 9007199254740991 reserve 2\n\t}\n}", "exceeds 2^53-1"},
 		{"tollgate {\n\tprice * {\n\t\tcolour blue\n\t}\n}", `unknown price subdirective "colour"`},

@@ -19,7 +19,9 @@ type CompoundPrice struct {
 	Request int64 `json:"request,omitempty"`
 
 	// RequestBytes is "<amount> per <size>" of request body, such as
-	// "1 per 1KiB". Requests need a Content-Length. Default: none.
+	// "1 per 1KiB". A body with a Content-Length is paid up front; one
+	// without is held block by block as the upstream reads it. Default:
+	// none.
 	RequestBytes string `json:"request_bytes,omitempty"`
 
 	// ResponseBytes is "<amount> per <size>" of response body as sent to the
@@ -31,8 +33,8 @@ type CompoundPrice struct {
 	// amount, and reserve units are held up front. Default: none.
 	UsageHeader string `json:"usage_header,omitempty"`
 
-	// HoldBlock is how many response bytes are held per store call, rounded
-	// up to whole pricing units. Default: 1MiB.
+	// HoldBlock is how many bytes are held per store call, in each
+	// direction, rounded up to whole pricing units. Default: 1MiB.
 	HoldBlock string `json:"hold_block,omitempty"`
 }
 
@@ -63,8 +65,8 @@ func (c *CompoundPrice) compile() (pricing.Compound, error) {
 		p.Usage = &u
 	}
 	if c.HoldBlock != "" {
-		if c.ResponseBytes == "" {
-			return p, fmt.Errorf("hold_block needs a response_bytes price")
+		if c.ResponseBytes == "" && c.RequestBytes == "" {
+			return p, fmt.Errorf("hold_block needs a request_bytes or response_bytes price")
 		}
 		n, err := pricing.ParseSize(c.HoldBlock)
 		if err != nil {

@@ -225,20 +225,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 func (h *Handler) serveHeld(rw *responseWriter, r *http.Request, next caddyhttp.Handler, account string, price *Price) error {
 	w := rw.ResponseWriterWrapper.ResponseWriter
 	c := price.compound
-	if c.RequestBytes != nil && r.ContentLength < 0 {
-		return writeProblem(w, r, lengthRequired())
-	}
 	if (c.RequestBytes != nil || c.ResponseBytes != nil) && isUpgrade(r) {
 		return writeProblem(w, r, upgradeNotImplemented())
 	}
+	// A body of unknown length (chunked) is metered as the upstream reads
+	// it; one with a Content-Length is paid up front.
 	reqBytes := max(r.ContentLength, 0)
+	if c.RequestBytes != nil && r.ContentLength < 0 {
+		reqBytes = -1
+	}
 	maxHold, minHold, err := c.UpFront(reqBytes)
 	if err != nil {
 		return writeProblem(w, r, priceTooLarge())
 	}
-	fixed := minHold
+	fixed := minHold // less the first unit of each metered flow
 	if c.ResponseBytes != nil {
 		fixed -= c.ResponseBytes.Amount
+	}
+	if reqBytes < 0 {
+		fixed -= c.RequestBytes.Amount
 	}
 	op := newOp('h')
 	rw.op = op
@@ -268,6 +273,9 @@ func (h *Handler) serveHeld(rw *responseWriter, r *http.Request, next caddyhttp.
 	caddyhttp.SetVar(r.Context(), "tollgate.balance", hr.balanceVar)
 	rw.meter, rw.head = hr, r.Method == http.MethodHead
 	rw.onHeader = func(status int) { hr.header(rw, status) }
+	if reqBytes < 0 {
+		r.Body = &heldBody{ReadCloser: r.Body, hr: hr}
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			// An abort settles what was delivered; refund_on error releases
@@ -278,6 +286,9 @@ func (h *Handler) serveHeld(rw *responseWriter, r *http.Request, next caddyhttp.
 		}
 	}()
 	err = next.ServeHTTP(rw, r)
+	if !rw.wroteHeader && hr.cutInBody() {
+		return hr.refuseUpload(w, r)
+	}
 	status := 0
 	if !rw.wroteHeader {
 		if err == nil {

@@ -56,6 +56,7 @@ type held struct {
 	req, resp  flow  // request bytes (without a Content-Length) and response bytes
 	length     int64 // the response's Content-Length, or -1
 	cutOff     bool
+	uploadCut  bool // the cut-off was in the request body
 	ended      bool // end has run
 	noMore     bool // a renewal failed under deny: no more blocks are held
 	reported   int64
@@ -66,7 +67,11 @@ type held struct {
 }
 
 // newHeld returns the state of a request whose up-front hold r was taken at
-// start, for fixed tokens besides its response bytes.
+// start, for fixed tokens besides its metered bytes.
+//
+// reqBytes is the request's Content-Length, or -1 for a body of unknown
+// length under a request_bytes price, metered as it is read: the hold then
+// pays for its first block before the response's.
 func newHeld(h *Handler, price *pricing.Compound, account, op string, ctx context.Context, r meter.Receipt, fixed, reqBytes int64, start time.Time) *held {
 	hr := &held{
 		h: h, price: price, account: account, op: op, ctx: ctx,
@@ -75,7 +80,19 @@ func newHeld(h *Handler, price *pricing.Compound, account, op string, ctx contex
 		amount: r.Amount, balance: r.Balance, lastAck: start, length: -1,
 	}
 	hr.balanceVar.Store(r.Balance)
-	hr.resp = flow{rate: price.ResponseBytes, block: price.Block(), tokens: r.Amount - fixed}
+	tokens := r.Amount - fixed
+	if reqBytes < 0 {
+		hr.reqBytes = 0
+		hr.req = flow{rate: price.RequestBytes, block: price.BlockOf(price.RequestBytes)}
+		respMin := int64(0)
+		if price.ResponseBytes != nil {
+			respMin = price.ResponseBytes.Amount
+		}
+		maxTokens, _ := hr.req.extension(0)
+		hr.req.tokens = min(tokens-respMin, maxTokens)
+		tokens -= hr.req.tokens
+	}
+	hr.resp = flow{rate: price.ResponseBytes, block: price.Block(), tokens: tokens}
 	hr.timer = time.AfterFunc(hr.ttl/3, hr.renew)
 	return hr
 }
@@ -87,10 +104,15 @@ func newHeld(h *Handler, price *pricing.Compound, account, op string, ctx contex
 func (hr *held) grant(f *flow, n int64) (int64, error) {
 	hr.mu.Lock()
 	defer hr.mu.Unlock()
-	switch hr.state {
-	case holdGone:
-		return hr.stop(0)
-	case holdOpen:
+	switch {
+	case hr.state == holdGone:
+		return hr.stop(f, 0)
+	case hr.state == holdOpen:
+	case hr.state == holdUnbilled:
+		return n, nil
+	case f == &hr.req:
+		// A body still read after the request settled would go unpaid.
+		return hr.stop(f, 0)
 	default:
 		return n, nil
 	}
@@ -101,19 +123,19 @@ func (hr *held) grant(f *flow, n int64) (int64, error) {
 		// A stalled process must not pass bytes under a hold that may have
 		// expired.
 		if !hr.extend(nil, 0, 0) {
-			return hr.stop(0)
+			return hr.stop(f, 0)
 		}
 	}
 	if f.sent+n > f.covered() {
 		maxTokens, minTokens := f.extension(n)
 		if hr.noMore || !hr.extend(f, maxTokens, minTokens) {
-			return hr.stop(f.covered() - f.sent)
+			return hr.stop(f, f.covered()-f.sent)
 		}
 		if hr.state == holdUnbilled {
 			return n, nil
 		}
 		if f.sent+n > f.covered() {
-			return hr.stop(f.covered() - f.sent)
+			return hr.stop(f, f.covered()-f.sent)
 		}
 	}
 	if f == &hr.resp && hr.length >= 0 && f.sent+n >= hr.length && hr.usageSettles() {
@@ -124,15 +146,16 @@ func (hr *held) grant(f *flow, n int64) (int64, error) {
 		hr.settle(false)
 		f.sent = before
 		if hr.state == holdGone {
-			return hr.stop(0)
+			return hr.stop(f, 0)
 		}
 	}
 	return n, nil
 }
 
-// stop cuts the response off after n more bytes.
-func (hr *held) stop(n int64) (int64, error) {
+// stop cuts the request off after n more bytes of flow f.
+func (hr *held) stop(f *flow, n int64) (int64, error) {
 	hr.cutOff = true
+	hr.uploadCut = hr.uploadCut || f == &hr.req
 	return max(n, 0), errCutOff
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -60,13 +61,6 @@ func storeUnavailable() problem {
 	}
 }
 
-func lengthRequired() problem {
-	return problem{
-		Type: problemType + "invalid-request", Title: "Length Required", Status: http.StatusLengthRequired,
-		Detail: "This request is priced by the byte of its body: send it with a Content-Length.",
-	}
-}
-
 func upgradeNotImplemented() problem {
 	return problem{
 		Type: problemType + "invalid-request", Title: "Not Implemented", Status: http.StatusNotImplemented,
@@ -97,6 +91,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p problem) error {
 		return caddyhttp.Error(p.Status, errors.New(p.Title))
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(p.Status)
 	_, err = w.Write(body)
 	return err

@@ -57,28 +57,33 @@ func (c Compound) Total(reqBytes, respBytes, reported int64, reportedOK bool) (i
 
 // Block returns the response bytes held per store call: HoldBlock rounded up
 // to whole pricing units, at least one unit.
-func (c Compound) Block() int64 {
-	if c.ResponseBytes == nil {
+func (c Compound) Block() int64 { return c.BlockOf(c.ResponseBytes) }
+
+// BlockOf returns the bytes held per store call under rate r: HoldBlock
+// rounded up to whole units of r, at least one unit; 0 without a rate.
+func (c Compound) BlockOf(r *Rate) int64 {
+	if r == nil {
 		return 0
 	}
 	block := c.HoldBlock
 	if block <= 0 {
 		block = DefaultHoldBlock
 	}
-	per := c.ResponseBytes.Per
-	if units := c.ResponseBytes.Units(block); units <= MaxAmount/per {
-		return units * per
+	if units := r.Units(block); units <= MaxAmount/r.Per {
+		return units * r.Per
 	}
-	return per
+	return r.Per
 }
 
 // UpFront is the hold a request takes before it is forwarded: up to max,
 // the request term, the Content-Length term, the first response block and
 // the usage reserve; at least min, the same with one pricing unit of
-// response in place of the block. A balance below min is a 402.
+// response in place of the block. A contentLength below 0 is a body of
+// unknown length: its first block is held as the response's is. A balance
+// below min is a 402.
 func (c Compound) UpFront(contentLength int64) (max, min int64, err error) {
 	fixed := []int64{c.Request}
-	if c.RequestBytes != nil {
+	if c.RequestBytes != nil && contentLength >= 0 {
 		t, err := c.RequestBytes.Cost(contentLength)
 		if err != nil {
 			return 0, 0, err
@@ -96,15 +101,18 @@ func (c Compound) UpFront(contentLength int64) (max, min int64, err error) {
 		return 0, 0, err
 	}
 	max = min
-	if c.ResponseBytes != nil {
-		block, err := c.ResponseBytes.Cost(c.Block())
+	for _, r := range []*Rate{c.RequestBytes, c.ResponseBytes} {
+		if r == nil || (r == c.RequestBytes && contentLength >= 0) {
+			continue
+		}
+		block, err := r.Cost(c.BlockOf(r))
 		if err != nil {
 			return 0, 0, err
 		}
-		if max, err = add(min, block); err != nil {
+		if max, err = add(max, block); err != nil {
 			return 0, 0, err
 		}
-		if min, err = add(min, c.ResponseBytes.Amount); err != nil {
+		if min, err = add(min, r.Amount); err != nil {
 			return 0, 0, err
 		}
 	}

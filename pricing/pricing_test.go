@@ -79,6 +79,11 @@ func TestCompound(t *testing.T) {
 	if err != nil || max != 1+2+6+200 || min != 1+2+3+200 {
 		t.Errorf("UpFront(2048) = %d, %d, %v; want 209 and 206", max, min, err)
 	}
+	// A body of unknown length holds its first block up front, as the
+	// response does.
+	if max, min, err := c.UpFront(-1); err != nil || max != 1+1536+6+200 || min != 1+1+3+200 {
+		t.Errorf("UpFront(-1) = %d, %d, %v; want 1743 and 205", max, min, err)
+	}
 	bytesOnly := Compound{ResponseBytes: &Rate{1, 1 << 20}}
 	if max, min, _ := bytesOnly.UpFront(0); max != 1 || min != 1 || bytesOnly.Block() != DefaultHoldBlock {
 		t.Errorf("a bytes-only price holds %d..%d up front with a block of %d", min, max, bytesOnly.Block())
