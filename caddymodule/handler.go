@@ -200,8 +200,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// An upstream that fails after the headers went out aborts the
 		// response with a panic; a client that left is not refunded.
 		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler && h.refundOn.aborted && r.Context().Err() == nil {
+			switch {
+			case p == http.ErrAbortHandler && h.refundOn.aborted && r.Context().Err() == nil:
 				h.refund(ctx, account, op, receipt.Amount)
+			case p != http.ErrAbortHandler && !rw.wroteHeader:
+				// Any other panic before the headers is a 500.
+				refund(http.StatusInternalServerError)
 			}
 			panic(p)
 		}
@@ -226,6 +230,7 @@ func (h *Handler) serveHeld(rw *responseWriter, r *http.Request, next caddyhttp.
 	w := rw.ResponseWriterWrapper.ResponseWriter
 	c := price.compound
 	if (c.RequestBytes != nil || c.ResponseBytes != nil) && isUpgrade(r) {
+		w.Header().Set("Tollgate-Charged", "0")
 		return writeProblem(w, r, upgradeNotImplemented())
 	}
 	// A body of unknown length (chunked) is metered as the upstream reads
@@ -236,7 +241,14 @@ func (h *Handler) serveHeld(rw *responseWriter, r *http.Request, next caddyhttp.
 	}
 	maxHold, minHold, err := c.UpFront(reqBytes)
 	if err != nil {
+		w.Header().Set("Tollgate-Charged", "0")
 		return writeProblem(w, r, priceTooLarge())
+	}
+	if maxHold == 0 {
+		// Only the bytes of a body that is empty: nothing to pay.
+		countFree.Inc()
+		caddyhttp.SetVar(r.Context(), "tollgate.charged", 0)
+		return next.ServeHTTP(rw, r)
 	}
 	fixed := minHold // less the first unit of each metered flow
 	if c.ResponseBytes != nil {
@@ -265,10 +277,15 @@ func (h *Handler) serveHeld(rw *responseWriter, r *http.Request, next caddyhttp.
 		if forward, err := h.refused(w, r, op, err); !forward {
 			return err
 		}
+		// Unbilled, but the usage report still stays with the gateway.
+		if u := c.Usage; u != nil {
+			rw.onHeader = func(int) { delete(rw.Header(), u.Header); unannounce(rw.Header(), u.Header) }
+			defer func() { stripTrailer(w.Header(), u.Header) }()
+		}
 		return next.ServeHTTP(rw, r)
 	}
 	countPaid.Inc()
-	hr := newHeld(h, c, account, op, ctx, receipt, fixed, reqBytes, start)
+	hr := newHeld(ctx, h, c, account, op, receipt, fixed, reqBytes, start)
 	caddyhttp.SetVar(r.Context(), "tollgate.charged", hr.charged)
 	caddyhttp.SetVar(r.Context(), "tollgate.balance", hr.balanceVar)
 	rw.meter, rw.head = hr, r.Method == http.MethodHead
@@ -280,8 +297,13 @@ func (h *Handler) serveHeld(rw *responseWriter, r *http.Request, next caddyhttp.
 		if p := recover(); p != nil {
 			// An abort settles what was delivered; refund_on error releases
 			// the hold when the upstream failed, not when the client left
-			// or Tollgate cut the response off.
-			hr.end(w.Header(), 0, p == http.ErrAbortHandler && r.Context().Err() == nil && !hr.isCutOff())
+			// or Tollgate cut the response off. Any other panic before the
+			// headers is a 500.
+			status := 0
+			if p != http.ErrAbortHandler && !rw.wroteHeader {
+				status = http.StatusInternalServerError
+			}
+			hr.end(w.Header(), status, p == http.ErrAbortHandler && r.Context().Err() == nil && !hr.isCutOff())
 			panic(p)
 		}
 	}()
@@ -329,11 +351,15 @@ func (h *Handler) refused(w http.ResponseWriter, r *http.Request, op string, err
 		countUnbilled.Inc()
 		h.logger.Warn("store unavailable: forwarding unbilled", zap.String("op", op), zap.Error(err))
 		return true, nil
-	default:
+	case errors.Is(err, meter.ErrUnavailable):
 		countStoreError.Inc()
 		h.logger.Error("store unavailable", zap.String("op", op), zap.Error(err))
 		w.Header().Set("Retry-After", "1")
 		return false, writeProblem(w, r, storeUnavailable())
+	default:
+		countStoreError.Inc()
+		h.logger.Error("store refused the request's payment", zap.String("op", op), zap.Error(err))
+		return false, caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 }
 

@@ -72,7 +72,7 @@ type held struct {
 // reqBytes is the request's Content-Length, or -1 for a body of unknown
 // length under a request_bytes price, metered as it is read: the hold then
 // pays for its first block before the response's.
-func newHeld(h *Handler, price *pricing.Compound, account, op string, ctx context.Context, r meter.Receipt, fixed, reqBytes int64, start time.Time) *held {
+func newHeld(ctx context.Context, h *Handler, price *pricing.Compound, account, op string, r meter.Receipt, fixed, reqBytes int64, start time.Time) *held {
 	hr := &held{
 		h: h, price: price, account: account, op: op, ctx: ctx,
 		ttl: h.app.holdExpiry(), fixed: fixed, reqBytes: reqBytes,
@@ -93,7 +93,9 @@ func newHeld(h *Handler, price *pricing.Compound, account, op string, ctx contex
 		tokens -= hr.req.tokens
 	}
 	hr.resp = flow{rate: price.ResponseBytes, block: price.Block(), tokens: tokens}
+	hr.mu.Lock()
 	hr.timer = time.AfterFunc(hr.ttl/3, hr.renew)
+	hr.mu.Unlock()
 	return hr
 }
 
@@ -111,15 +113,22 @@ func (hr *held) grant(f *flow, n int64) (int64, error) {
 	case hr.state == holdUnbilled:
 		return n, nil
 	case f == &hr.req:
-		// A body still read after the request settled would go unpaid.
-		return hr.stop(f, 0)
+		// A body still read after the request settled would go unpaid; the
+		// response it belongs to is over and stays whole.
+		return 0, errCutOff
 	default:
 		return n, nil
 	}
 	if hr.cutOff {
 		return 0, errCutOff
 	}
-	if time.Since(hr.lastAck) >= hr.ttl/2 && f.sent+n <= f.covered() {
+	var long error
+	if f == &hr.resp && hr.length >= 0 && f.sent+n > hr.length {
+		// net/http refuses a write past the Content-Length; pass on only
+		// what completes it.
+		n, long = max(hr.length-f.sent, 0), http.ErrContentLength
+	}
+	if time.Since(hr.lastAck) >= hr.ttl/2 && (f.sent+n <= f.covered() || hr.noMore) {
 		// A stalled process must not pass bytes under a hold that may have
 		// expired.
 		if !hr.extend(nil, 0, 0) {
@@ -132,24 +141,23 @@ func (hr *held) grant(f *flow, n int64) (int64, error) {
 			return hr.stop(f, f.covered()-f.sent)
 		}
 		if hr.state == holdUnbilled {
-			return n, nil
+			return n, long
 		}
 		if f.sent+n > f.covered() {
 			return hr.stop(f, f.covered()-f.sent)
 		}
 	}
-	if f == &hr.resp && hr.length >= 0 && f.sent+n >= hr.length && hr.usageSettles() {
+	if f == &hr.resp && hr.length >= 0 && f.sent+n == hr.length && hr.usageSettles() {
 		// The client has the whole response with this write: settle first,
 		// so that its balance shows the charge when it has read the end.
-		before := f.sent
-		f.sent = min(f.sent+n, hr.length)
+		f.sent += n
 		hr.settle(false)
-		f.sent = before
+		f.sent -= n
 		if hr.state == holdGone {
 			return hr.stop(f, 0)
 		}
 	}
-	return n, nil
+	return n, long
 }
 
 // stop cuts the request off after n more bytes of flow f.
@@ -179,7 +187,7 @@ func (hr *held) extend(f *flow, maxTokens, minTokens int64) bool {
 	var short *meter.InsufficientError
 	switch {
 	case err == nil:
-		hr.amount, hr.balance, hr.lastAck, hr.noMore = r.Held, r.Balance, start, false
+		hr.amount, hr.balance, hr.lastAck = r.Held, r.Balance, start
 		hr.balanceVar.Store(r.Balance)
 		if f != nil {
 			f.tokens += r.Amount
@@ -189,6 +197,9 @@ func (hr *held) extend(f *flow, maxTokens, minTokens int64) bool {
 		hr.balance = short.Balance
 		hr.balanceVar.Store(short.Balance)
 		return false
+	case errors.Is(err, meter.ErrGone) && hr.state == holdUnbilled:
+		// The rest goes unbilled already.
+		return true
 	case errors.Is(err, meter.ErrGone):
 		hr.h.logger.Warn("hold gone before its request ended; cutting the response off", zap.String("op", hr.op))
 		hr.state = holdGone
@@ -381,26 +392,31 @@ func (hr *held) end(h http.Header, status int, refundable bool) {
 	if u := hr.price.Usage; u != nil {
 		// A trailer counts only when no header came first; either way the
 		// client never sees it.
-		for _, name := range []string{u.Header, http.TrailerPrefix + u.Header} {
-			if values, ok := h[name]; ok {
-				if !hr.usageKnown {
-					hr.report(values)
-				}
-				delete(h, name)
-			}
+		if values := stripTrailer(h, u.Header); values != nil && !hr.usageKnown {
+			hr.report(values)
 		}
 	}
+	unbilled := hr.state == holdUnbilled
 	switch {
 	case hr.cutOff:
 		hr.settle(true)
+	case refundable && hr.h.refundOn.aborted && hr.state == holdSettled:
+		// The usage header settled the request before the upstream failed.
+		if amount := hr.charged.Load(); amount > 0 {
+			if r, ok := hr.h.refund(hr.ctx, hr.account, hr.op, amount); ok {
+				hr.charged.Store(0)
+				hr.balanceVar.Store(r.Balance)
+			}
+		}
 	case status != 0 && hr.h.refundOn.status(status), refundable && hr.h.refundOn.aborted:
 		hr.release()
-	case hr.state == holdOpen:
-		// A hold found gone now cuts off the end of a chunked response.
-		hr.settle(false)
-		hr.cutOff = hr.state == holdGone && status == 0
 	default:
 		hr.settle(false)
+	}
+	// A hold found gone cuts off the end of a response still going out,
+	// unless it was going out unbilled anyway.
+	if hr.state == holdGone && status == 0 && !unbilled {
+		hr.cutOff = true
 	}
 }
 
@@ -416,6 +432,21 @@ func (hr *held) isCutOff() bool {
 	hr.mu.Lock()
 	defer hr.mu.Unlock()
 	return hr.cutOff
+}
+
+// stripTrailer removes the trailer name, in either of the forms a handler
+// sets it, and returns its values.
+func stripTrailer(h http.Header, name string) []string {
+	var values []string
+	for _, key := range []string{name, http.TrailerPrefix + name} {
+		if v, ok := h[key]; ok {
+			if values == nil {
+				values = v
+			}
+			delete(h, key)
+		}
+	}
+	return values
 }
 
 // unannounce removes name from the Trailer header, so that the client is
@@ -445,9 +476,14 @@ func unannounce(h http.Header, name string) bool {
 	return found
 }
 
+// maxReadFromWindow bounds a ReadFrom window, so that the hold's staleness
+// is checked at least this often.
+const maxReadFromWindow = 1 << 20
+
 // window returns how many response bytes may go out now without a store
-// call: what the hold pays for, short of the last byte of a known
-// Content-Length, which is settled first; none when a renewal is due.
+// call: what the hold pays for, at most maxReadFromWindow, short of the last
+// byte of a known Content-Length, which is settled first; none when a
+// renewal is due.
 func (hr *held) window() int64 {
 	hr.mu.Lock()
 	defer hr.mu.Unlock()
@@ -461,7 +497,7 @@ func (hr *held) window() int64 {
 	if time.Since(hr.lastAck) >= hr.ttl/2 {
 		return 0
 	}
-	n := hr.resp.covered() - hr.resp.sent
+	n := min(hr.resp.covered()-hr.resp.sent, maxReadFromWindow)
 	if hr.length >= 0 && hr.usageSettles() {
 		n = min(n, hr.length-hr.resp.sent-1)
 	}

@@ -199,3 +199,121 @@ func BenchmarkHeld(b *testing.B) {
 		}
 	}
 }
+
+// account reads alice's totals.
+func (s *extendLog) alice(t testing.TB) meter.Account {
+	t.Helper()
+	a, err := s.Account(context.Background(), meter.Read{Account: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestHeldRefundAfterTheUsageHeaderSettled(t *testing.T) {
+	h, store, tok := heldHandler(t, CompoundPrice{Request: 1, UsageHeader: "X-Usage 1 reserve 50"}, 100)
+	h.refundOn = refundSet{class5: true, aborted: true}
+	_, err := serve(t, h, tok, func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("X-Usage", "17")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("part of the answer"))
+		panic(http.ErrAbortHandler)
+	})
+	if !errors.Is(err, errPanicked) {
+		t.Fatalf("ServeHTTP returned %v, want the abort panic", err)
+	}
+	if a := store.alice(t); a.Charged != 18 || a.Refunded != 18 || a.Balance != 100 || a.Held != 0 {
+		t.Errorf("account %+v, want the 18 settled by the header refunded", a)
+	}
+}
+
+func TestHeldNothingToHold(t *testing.T) {
+	h, store, tok := heldHandler(t, CompoundPrice{RequestBytes: "1 per 1KiB"}, 100)
+	w, err := serve(t, h, tok, func(w http.ResponseWriter, r *http.Request) error {
+		_, err := w.Write([]byte("ok"))
+		return err
+	})
+	if err != nil || w.Code != http.StatusOK || w.Header().Get("Tollgate-Charged") != "0" {
+		t.Fatalf("a GET under a request_bytes price: status %d, charged %q, %v", w.Code, w.Header().Get("Tollgate-Charged"), err)
+	}
+	if a := store.alice(t); a.Charged != 0 || a.Balance != 100 {
+		t.Errorf("account %+v, want nothing charged", a)
+	}
+}
+
+func TestHeldWritePastContentLength(t *testing.T) {
+	h, store, tok := heldHandler(t, CompoundPrice{ResponseBytes: "1 per 1B"}, 100)
+	var werr error
+	w, _ := serve(t, h, tok, func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Length", "10")
+		_, werr = w.Write([]byte(strings.Repeat("x", 15)))
+		return nil
+	})
+	if w.Body.Len() != 10 || !errors.Is(werr, http.ErrContentLength) {
+		t.Errorf("%d bytes written, %v; want the 10 declared and ErrContentLength", w.Body.Len(), werr)
+	}
+	if a := store.alice(t); a.Charged != 10 || a.Held != 0 {
+		t.Errorf("account %+v, want the 10 bytes sent charged", a)
+	}
+}
+
+func TestHeldStaleRenewalAfterAFailedOne(t *testing.T) {
+	h, store, tok := heldHandler(t, CompoundPrice{ResponseBytes: "1 per 10B", HoldBlock: "10B"}, 100)
+	var n int
+	_, _ = serve(t, h, tok, func(w http.ResponseWriter, r *http.Request) error {
+		hr := w.(*responseWriter).meter
+		hr.mu.Lock()
+		hr.noMore = true // as after a renewal that failed under deny
+		hr.lastAck = time.Now().Add(-h.app.holdExpiry() / 2)
+		hr.mu.Unlock()
+		n, _ = w.Write([]byte(strings.Repeat("x", 25)))
+		return nil
+	})
+	// The stale hold is renewed before a byte goes out; then the write
+	// stops at what is held, as no more blocks are taken.
+	if len(store.extends) != 1 || store.extends[0].Max != 0 || n != 10 {
+		t.Errorf("extensions %+v and %d bytes written; want one renewal and the 10 held", store.extends, n)
+	}
+}
+
+// failingHolds is a memory store whose holds cannot reach it.
+type failingHolds struct{ *extendLog }
+
+func (failingHolds) Hold(context.Context, meter.Hold) (meter.Receipt, error) {
+	return meter.Receipt{}, meter.ErrUnavailable
+}
+
+func TestHeldUnbilledKeepsTheUsageReport(t *testing.T) {
+	h, store, tok := heldHandler(t, CompoundPrice{UsageHeader: "X-Usage 1 reserve 50"}, 100)
+	h.app.store, h.app.OnStoreError = failingHolds{store}, OnStoreErrorAllow
+	w, err := serve(t, h, tok, func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("X-Usage", "17")
+		_, err := w.Write([]byte("ok"))
+		w.Header().Set(http.TrailerPrefix+"X-Usage", "18")
+		return err
+	})
+	if err != nil || w.Body.String() != "ok" {
+		t.Fatalf("unbilled answer %q, %v", w.Body.String(), err)
+	}
+	for name := range w.Result().Header {
+		if strings.Contains(name, "X-Usage") {
+			t.Errorf("the client got %s", name)
+		}
+	}
+	if _, ok := w.Header()[http.TrailerPrefix+"X-Usage"]; ok {
+		t.Error("the usage trailer was left for the client")
+	}
+}
+
+func TestHeldPanicBeforeHeadersIs500(t *testing.T) {
+	h, store, tok := heldHandler(t, CompoundPrice{Request: 3, UsageHeader: "X-Usage 1 reserve 50"}, 100)
+	_, err := serve(t, h, tok, func(w http.ResponseWriter, r *http.Request) error {
+		panic("boom")
+	})
+	if !errors.Is(err, errPanicked) {
+		t.Fatalf("ServeHTTP returned %v, want the panic", err)
+	}
+	if a := store.alice(t); a.Charged != 0 || a.Held != 0 || a.Balance != 100 {
+		t.Errorf("account %+v, want the hold released under refund_on 5xx", a)
+	}
+}

@@ -141,6 +141,15 @@ func (w *responseWriter) setHeaders(h http.Header) {
 	}
 }
 
+// FlushError writes the headers first, as a 200, if they have not gone out,
+// then flushes: http.ResponseController calls it.
+func (w *responseWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return http.NewResponseController(w.ResponseWriterWrapper).Flush()
+}
+
 // Unwrap returns the underlying writer, for http.ResponseController.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriterWrapper }
 

@@ -69,10 +69,7 @@ func (c Compound) BlockOf(r *Rate) int64 {
 	if block <= 0 {
 		block = DefaultHoldBlock
 	}
-	if units := r.Units(block); units <= MaxAmount/r.Per {
-		return units * r.Per
-	}
-	return r.Per
+	return min(r.Units(block), MaxAmount/r.Per) * r.Per
 }
 
 // UpFront is the hold a request takes before it is forwarded: up to max,
