@@ -229,14 +229,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 func (h *Handler) serveHeld(rw *responseWriter, r *http.Request, next caddyhttp.Handler, account string, price *Price) error {
 	w := rw.ResponseWriterWrapper.ResponseWriter
 	c := price.compound
-	if (c.RequestBytes != nil || c.ResponseBytes != nil) && isUpgrade(r) {
-		w.Header().Set("Tollgate-Charged", "0")
-		return writeProblem(w, r, upgradeNotImplemented())
-	}
-	// A body of unknown length (chunked) is metered as the upstream reads
-	// it; one with a Content-Length is paid up front.
+	// A body of unknown length (chunked), and what a client sends over an
+	// upgraded connection, are metered as they pass; a body with a
+	// Content-Length is paid up front.
 	reqBytes := max(r.ContentLength, 0)
-	if c.RequestBytes != nil && r.ContentLength < 0 {
+	if c.RequestBytes != nil && (r.ContentLength < 0 || isUpgrade(r)) {
 		reqBytes = -1
 	}
 	maxHold, minHold, err := c.UpFront(reqBytes)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -64,6 +65,7 @@ type held struct {
 	usageBad   bool // the report was missing or unreadable
 	trailer    bool // the response announced the usage trailer
 	timer      *time.Timer
+	conn       net.Conn // the connection, once hijacked for an upgrade
 }
 
 // newHeld returns the state of a request whose up-front hold r was taken at
@@ -228,6 +230,11 @@ func (hr *held) renew() {
 	}
 	if !hr.extend(nil, 0, 0) && hr.state == holdOpen {
 		hr.noMore = true
+	}
+	if hr.state == holdGone && hr.conn != nil {
+		// An idle upgraded connection whose hold is gone is closed now.
+		hr.cutOff = true
+		hr.conn.Close()
 	}
 	if hr.state == holdOpen || hr.state == holdUnbilled {
 		hr.timer.Reset(hr.ttl / 3)
@@ -418,6 +425,14 @@ func (hr *held) end(h http.Header, status int, refundable bool) {
 	if hr.state == holdGone && status == 0 && !unbilled {
 		hr.cutOff = true
 	}
+}
+
+// hijacked records the connection of an upgraded request, to close it if
+// its hold is found gone while it is idle.
+func (hr *held) hijacked(c net.Conn) {
+	hr.mu.Lock()
+	hr.conn = c
+	hr.mu.Unlock()
 }
 
 // passed records bytes of flow f passed on.

@@ -61,13 +61,6 @@ func storeUnavailable() problem {
 	}
 }
 
-func upgradeNotImplemented() problem {
-	return problem{
-		Type: problemType + "invalid-request", Title: "Not Implemented", Status: http.StatusNotImplemented,
-		Detail: "Upgraded connections are not available under a price by the byte.",
-	}
-}
-
 func priceTooLarge() problem {
 	return problem{
 		Type: problemType + "invalid-request", Title: "Content Too Large", Status: http.StatusRequestEntityTooLarge,

@@ -1,0 +1,160 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/tollgate-dev/tollgate/internal/redistest"
+	"github.com/tollgate-dev/tollgate/meter"
+)
+
+// echoUpstream is a WebSocket server that sends back every message it gets.
+func echoUpstream(t *testing.T) string {
+	return httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, msg); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// wsSite prices both directions of a WebSocket at 1 token a KiB, in blocks
+// of 4 KiB.
+const wsSite = `tollgate {
+		price * {
+			request_bytes 1 per 1KiB
+			response_bytes 1 per 1KiB
+			hold_block 4KiB
+		}
+	}
+	reverse_proxy `
+
+// dialWS opens a WebSocket through the gateway at url.
+func dialWS(t *testing.T, ctx context.Context, url, tok string) (*websocket.Conn, *http.Response) {
+	t.Helper()
+	c, resp, err := websocket.Dial(ctx, strings.Replace(url, "http://", "ws://", 1)+"/echo", &websocket.DialOptions{
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}},
+	})
+	if err != nil {
+		t.Fatalf("dialing the WebSocket: %v", err)
+	}
+	return c, resp
+}
+
+// echo sends msg and reads it back.
+func echo(ctx context.Context, c *websocket.Conn, msg []byte) error {
+	if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+		return err
+	}
+	_, got, err := c.Read(ctx)
+	if err == nil && !bytes.Equal(got, msg) {
+		panic("the echo differs")
+	}
+	return err
+}
+
+// A binary message of 1000 bytes is a frame of 1008 bytes from the client
+// (2 header, 2 length, 4 mask) and of 1004 from the server; a close frame
+// with a status is 8 bytes from the client and 4 from the server.
+const (
+	wsMessage     = 1000
+	wsClientFrame = wsMessage + 8
+	wsServerFrame = wsMessage + 4
+)
+
+func TestWebSocket(t *testing.T) {
+	srv := redistest.Start(t)
+	g := startGateway(t, srv, wsSite+echoUpstream(t), "")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// A session with enough balance is charged exactly for the bytes both
+	// ways: 10 messages each way and the close handshake.
+	g.credit(t, "alice", 100)
+	c, resp := dialWS(t, ctx, g.URL, token(t, "alice"))
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Tollgate-Held") != "8" {
+		t.Errorf("the upgrade: status %d, Tollgate-Held %q; want 101 and two first blocks of 4", resp.StatusCode, resp.Header.Get("Tollgate-Held"))
+	}
+	for range 10 {
+		if err := echo(ctx, c, bytes.Repeat([]byte("m"), wsMessage)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the session to settle", func() bool { return g.account(t, "alice").Held == 0 })
+	up, down := int64(10*wsClientFrame+8), int64(10*wsServerFrame+4)
+	want := (up+1023)/1024 + (down+1023)/1024
+	g.settled(t, "alice", 100-want, want)
+
+	// A balance that runs out closes the connection, and nothing stays held.
+	g.credit(t, "bob", 6)
+	c, _ = dialWS(t, ctx, g.URL, token(t, "bob"))
+	var err error
+	for i := 0; i < 20 && err == nil; i++ {
+		err = echo(ctx, c, bytes.Repeat([]byte("m"), wsMessage))
+	}
+	if err == nil {
+		t.Fatal("20 KiB each way went through for 6 tokens")
+	}
+	c.CloseNow()
+	waitFor(t, "the cut session to settle", func() bool { return g.account(t, "bob").Held == 0 })
+	a := g.account(t, "bob")
+	if a.Charged+a.Balance != 6 || a.Charged < 5 {
+		t.Errorf("account %+v: want 5 or 6 charged (what passed), and the rest back", a)
+	}
+	if e := g.lastSettle(t, "bob"); !e.Detail.CutOff {
+		t.Errorf("settle entry %+v, want cut off", e)
+	}
+}
+
+// TestIdleWebSocketRenewsItsHold keeps a WebSocket idle past hold_expiry:
+// the renewals keep its hold, so the session stays open and is paid
+// exactly.
+func TestIdleWebSocketRenewsItsHold(t *testing.T) {
+	srv := redistest.Start(t)
+	g := startGateway(t, srv, wsSite+echoUpstream(t), "hold_expiry 10s")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	g.credit(t, "alice", 100)
+	c, _ := dialWS(t, ctx, g.URL, token(t, "alice"))
+	if err := echo(ctx, c, bytes.Repeat([]byte("m"), wsMessage)); err != nil {
+		t.Fatal(err)
+	}
+	// The workload: idle for longer than the hold lives without renewal.
+	time.Sleep(12 * time.Second)
+	if err := echo(ctx, c, bytes.Repeat([]byte("m"), wsMessage)); err != nil {
+		t.Fatalf("after 12 s idle: %v", err)
+	}
+	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the session to settle", func() bool { return g.account(t, "alice").Held == 0 })
+	g.settled(t, "alice", 96, 4) // 2024 bytes up, 2012 down
+	page, err := g.store.Ledger(context.Background(), meter.LedgerQuery{Read: meterRead("alice"), Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range page.Entries {
+		if e.Kind == meter.KindRelease {
+			t.Errorf("the hold was released (%+v): it expired", e)
+		}
+	}
+}
