@@ -158,3 +158,37 @@ func TestIdleWebSocketRenewsItsHold(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayKilledDuringWebSocket kills the gateway process in the middle
+// of a WebSocket session: its hold expires and is released in full.
+func TestGatewayKilledDuringWebSocket(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway and waits for a hold to expire")
+	}
+	srv := redistest.Start(t)
+	g := holdStore(t, srv)
+	p := startProcess(t, srv, g, wsSite+echoUpstream(t), "hold_expiry 10s")
+	g.credit(t, "alice", 100)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, resp := dialWS(t, ctx, p.URL, token(t, "alice"))
+	defer c.CloseNow()
+	op := resp.Header.Get("Tollgate-Op")
+	if err := echo(ctx, c, bytes.Repeat([]byte("m"), wsMessage)); err != nil {
+		t.Fatal(err)
+	}
+	p.kill()
+	if a := g.account(t, "alice"); a.Held != 8 || a.Charged != 0 {
+		t.Fatalf("right after the kill: account %+v, want the two first blocks held", a)
+	}
+	if err := echo(ctx, c, []byte("anyone there?")); err == nil {
+		t.Error("the session went on after the gateway died")
+	}
+	holdPoll(t, "the hold to expire", 2*holdExpiry, func() bool { return g.account(t, "alice").Held == 0 })
+	if a := g.account(t, "alice"); a.Balance != 100 || a.Charged != 0 {
+		t.Errorf("after expiry: account %+v, want everything back", a)
+	}
+	if rel := holdExpired(t, g, "alice", op); len(rel) != 1 || rel[0].Amount != 8 {
+		t.Errorf("expired releases of op %s: %+v, want one of 8", op, rel)
+	}
+}
