@@ -47,12 +47,20 @@ type process struct {
 func startProcess(t *testing.T, srv *redistest.Server, g *gateway, site, globals string) *process {
 	t.Helper()
 	port, adminPort := freePort(t), freePort(t)
+	return runProcess(t, port, gatewayConfig(srv, g.prefix, adminPort, port, site, globals))
+}
+
+// runProcess runs a gateway as its own process on a Caddyfile that serves
+// port, with env added to its environment. The test's end kills it.
+func runProcess(t *testing.T, port int, caddyfile string, env ...string) *process {
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(file, []byte(gatewayConfig(srv, g.prefix, adminPort, port, site, globals)), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(tollgateBinary(t), "run", "--adapter", "caddyfile", "--config", file)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir(), "XDG_DATA_HOME="+t.TempDir())
+	cmd.Env = append(cmd.Env, env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

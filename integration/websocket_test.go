@@ -3,12 +3,16 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/net/http2"
 
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 	"github.com/tollgate-dev/tollgate/meter"
@@ -191,4 +195,89 @@ func TestGatewayKilledDuringWebSocket(t *testing.T) {
 	if rel := holdExpired(t, g, "alice", op); len(rel) != 1 || rel[0].Amount != 8 {
 		t.Errorf("expired releases of op %s: %+v, want one of 8", op, rel)
 	}
+}
+
+// TestWebSocketOverHTTP2 runs a WebSocket over HTTP/2's extended CONNECT
+// (RFC 8441, cleartext h2c): the client's frames go through the request
+// body, the server's through the response writer, and both are charged as
+// over HTTP/1.1. Go's HTTP/2 server offers extended CONNECT only under
+// GODEBUG=http2xconnect=1, so the gateway runs as its own process.
+func TestWebSocketOverHTTP2(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway")
+	}
+	srv := redistest.Start(t)
+	g := holdStore(t, srv)
+	port, adminPort := freePort(t), freePort(t)
+	cfg := strings.Replace(gatewayConfig(srv, g.prefix, adminPort, port, wsSite+echoUpstream(t), ""),
+		"persist_config off", "persist_config off\n\tservers {\n\t\tprotocols h1 h2c\n\t}", 1)
+	p := runProcess(t, port, cfg, "GODEBUG=http2xconnect=1")
+	g.credit(t, "alice", 100)
+
+	// net/http's Transport refuses the :protocol pseudo-header; the HTTP/2
+	// transport it bundles takes it.
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	up, frames := io.Pipe()
+	defer frames.Close()
+	req, err := http.NewRequest(http.MethodConnect, p.URL+"/echo", up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(":protocol", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Authorization", "Bearer "+token(t, "alice"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 || resp.Header.Get("Tollgate-Held") != "8" {
+		t.Fatalf("extended CONNECT: %s over HTTP/%d, Tollgate-Held %q; want 200 over HTTP/2 and 8 held", resp.Status, resp.ProtoMajor, resp.Header.Get("Tollgate-Held"))
+	}
+	msg := bytes.Repeat([]byte("m"), wsMessage)
+	for range 10 {
+		if _, err := frames.Write(wsFrame(websocket.MessageBinary, msg)); err != nil {
+			t.Fatal(err)
+		}
+		echoed := make([]byte, wsServerFrame)
+		if _, err := io.ReadFull(resp.Body, echoed); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(echoed[4:], msg) {
+			t.Fatal("the echo differs")
+		}
+	}
+	// Close: a close frame with status 1000 each way, then the stream ends.
+	if _, err := frames.Write(wsFrame(0x8, []byte{0x03, 0xe8})); err != nil {
+		t.Fatal(err)
+	}
+	if closing := make([]byte, 4); func() error { _, err := io.ReadFull(resp.Body, closing); return err }() != nil || closing[0] != 0x88 {
+		t.Fatalf("no close frame came back: %x", closing)
+	}
+	frames.Close()
+	io.Copy(io.Discard, resp.Body)
+	waitFor(t, "the session to settle", func() bool { return g.account(t, "alice").Held == 0 })
+	up2, down := int64(10*wsClientFrame+8), int64(10*wsServerFrame+4)
+	want := (up2+1023)/1024 + (down+1023)/1024
+	g.settled(t, "alice", 100-want, want)
+}
+
+// wsFrame is a final, masked client frame of the given opcode (RFC 6455):
+// 2 header bytes, the extended length for 126 to 65535 bytes, and a mask.
+func wsFrame(opcode websocket.MessageType, payload []byte) []byte {
+	f := []byte{0x80 | byte(opcode)}
+	if n := len(payload); n < 126 {
+		f = append(f, 0x80|byte(n))
+	} else {
+		f = append(f, 0x80|126, byte(n>>8), byte(n))
+	}
+	mask := []byte{1, 2, 3, 4}
+	f = append(f, mask...)
+	for i, b := range payload {
+		f = append(f, b^mask[i%4])
+	}
+	return f
 }
