@@ -199,10 +199,10 @@ func (hr *held) extend(f *flow, maxTokens, minTokens int64) bool {
 		hr.balance = short.Balance
 		hr.balanceVar.Store(short.Balance)
 		return false
-	case errors.Is(err, meter.ErrGone) && hr.state == holdUnbilled:
+	case isGone(err) && hr.state == holdUnbilled:
 		// The rest goes unbilled already.
 		return true
-	case errors.Is(err, meter.ErrGone):
+	case isGone(err):
 		hr.h.logger.Warn("hold gone before its request ended; cutting the response off", zap.String("op", hr.op))
 		hr.state = holdGone
 		return false
@@ -281,7 +281,7 @@ func (hr *held) settle(cutOff bool) {
 	case err == nil:
 		hr.state = holdSettled
 		hr.settled(r)
-	case errors.Is(err, meter.ErrGone):
+	case isGone(err):
 		hr.h.logger.Warn("hold gone before it was settled: it was released in full", zap.String("op", hr.op))
 		hr.state = holdGone
 	case errors.Is(err, meter.ErrUnavailable):
@@ -327,7 +327,7 @@ func (hr *held) release() {
 	case err == nil:
 		hr.amount, hr.balance = 0, r.Balance
 		hr.balanceVar.Store(r.Balance)
-	case errors.Is(err, meter.ErrGone):
+	case isGone(err):
 	case errors.Is(err, meter.ErrUnavailable):
 		hr.h.logger.Warn("release failed; retrying in the background", zap.String("op", hr.op), zap.Error(err))
 		metricUnsettled.Inc()
@@ -549,4 +549,10 @@ func (f *flow) extension(n int64) (maxTokens, minTokens int64) {
 		units = pricing.MaxAmount / f.rate.Amount
 	}
 	return units * f.rate.Amount, f.rate.Amount
+}
+
+// isGone reports a hold that is no longer there to extend, settle or
+// release: expired or closed (ErrGone), cancelled, or lost by the store.
+func isGone(err error) bool {
+	return errors.Is(err, meter.ErrGone) || errors.Is(err, meter.ErrCancelled) || errors.Is(err, meter.ErrNotFound)
 }

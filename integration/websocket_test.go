@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -280,4 +281,71 @@ func wsFrame(opcode websocket.MessageType, payload []byte) []byte {
 		f = append(f, b^mask[i%4])
 	}
 	return f
+}
+
+// TestWebSocketFirstFrameWithTheUpgrade sends the first frame in the same
+// write as the upgrade request, so that the server has read it ahead: it
+// still reaches the upstream, and is paid for.
+func TestWebSocketFirstFrameWithTheUpgrade(t *testing.T) {
+	srv := redistest.Start(t)
+	g := startGateway(t, srv, wsSite+echoUpstream(t), "")
+	g.credit(t, "alice", 100)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(g.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	msg := bytes.Repeat([]byte("m"), wsMessage)
+	upgrade := "GET /echo HTTP/1.1\r\nHost: " + strings.TrimPrefix(g.URL, "http://") + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+		"Authorization: Bearer " + token(t, "alice") + "\r\n\r\n"
+	out := append([]byte(upgrade), wsFrame(websocket.MessageBinary, msg)...)
+	out = append(out, wsFrame(0x8, []byte{0x03, 0xe8})...)
+	if _, err := conn.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("the upgrade: %v, %v", resp, err)
+	}
+	in := make([]byte, wsServerFrame+4)
+	if _, err := io.ReadFull(br, in); err != nil {
+		t.Fatalf("reading the echo and the close: %v", err)
+	}
+	if !bytes.Equal(in[4:wsServerFrame], msg) || in[wsServerFrame] != 0x88 {
+		t.Fatalf("the echo and close frames are not what was sent")
+	}
+	conn.Close()
+	waitFor(t, "the session to settle", func() bool { return g.account(t, "alice").Held == 0 })
+	// 1016 bytes up and 1008 down: a started KiB each way.
+	g.settled(t, "alice", 98, 2)
+}
+
+// TestWebSocketHoldGone closes an idle WebSocket whose hold is found gone at
+// its next renewal.
+func TestWebSocketHoldGone(t *testing.T) {
+	srv := redistest.Start(t)
+	g := startGateway(t, srv, wsSite+echoUpstream(t), "hold_expiry 10s")
+	g.credit(t, "alice", 100)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, resp := dialWS(t, ctx, g.URL, token(t, "alice"))
+	defer c.CloseNow()
+	if err := echo(ctx, c, bytes.Repeat([]byte("m"), wsMessage)); err != nil {
+		t.Fatal(err)
+	}
+	// The hold goes away behind the gateway's back, as when Redis loses it.
+	if _, err := g.store.Cancel(ctx, meter.Cancel{Account: "alice", Op: resp.Header.Get("Tollgate-Op")}); err != nil {
+		t.Fatal(err)
+	}
+	// The next renewal (every hold_expiry/3) finds it gone and closes the
+	// connection: the idle client's read ends.
+	if _, _, err := c.Read(ctx); err == nil || ctx.Err() != nil {
+		t.Fatalf("the read ended with %v (context: %v); want the connection closed", err, ctx.Err())
+	}
+	if a := g.account(t, "alice"); a.Held != 0 || a.Balance != 100 {
+		t.Errorf("account %+v, want everything released", a)
+	}
 }
