@@ -22,19 +22,29 @@ type heldBody struct {
 	hr *held
 }
 
-// Read reads from the client and passes on what the hold pays for.
+// Read reads from the client and passes on what the hold pays for. A body
+// the client breaks (a bad chunk, a disconnect) marks the request as failed
+// by the client, which refund_on never refunds.
 func (b *heldBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.hr.failedByClient()
+	}
 	if n <= 0 {
 		return n, err
 	}
 	granted, cut := b.hr.grant(&b.hr.req, int64(n))
-	n = int(min(granted, int64(n)))
-	b.hr.passed(&b.hr.req, int64(n))
 	if cut != nil {
-		return n, cut
+		return int(min(granted, int64(n))), cut
 	}
 	return n, err
+}
+
+// failedByClient records that the client broke the request.
+func (hr *held) failedByClient() {
+	hr.mu.Lock()
+	hr.clientFailed = true
+	hr.mu.Unlock()
 }
 
 // cutInBody reports that the request body was cut off.
@@ -62,17 +72,27 @@ func (hr *held) refuseUpload(w http.ResponseWriter, r *http.Request) error {
 		hr.settle(true)
 	}
 	price, _ := hr.req.extension(0)
-	balance := hr.balance
+	balance, short := hr.balance, hr.short
 	hr.mu.Unlock()
 
-	countInsufficient.Inc()
 	h := w.Header()
 	h.Set("Tollgate-Charged", hr.charged.String())
+	h.Set("Tollgate-Held", "0")
 	h.Set("Tollgate-Balance", strconv.FormatInt(balance, 10))
 	h.Set("Tollgate-Op", hr.op)
-	h.Set("Connection", "close")
-	p := insufficient(&meter.InsufficientError{Balance: balance, Price: price})
-	p.Detail = "The balance does not cover the next block of the request body; what was forwarded is charged."
+	if r.ProtoMajor == 1 {
+		h.Set("Connection", "close")
+	}
+	p := storeUnavailable()
+	if short {
+		countInsufficient.Inc()
+		p = insufficient(&meter.InsufficientError{Balance: balance, Price: price})
+		p.Detail = "The balance does not cover the next block of the request body; what was forwarded is charged."
+	} else {
+		countStoreError.Inc()
+		p.Detail = "Balances cannot be reached right now; the request body was cut off, and what was forwarded is charged."
+		h.Set("Retry-After", "1")
+	}
 	if err := writeProblem(w, r, p); err != nil || r.ProtoMajor != 1 {
 		return err
 	}

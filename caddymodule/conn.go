@@ -36,11 +36,9 @@ func (c *heldConn) Read(p []byte) (int, error) {
 		return n, err
 	}
 	granted, cut := c.hr.grant(&c.hr.req, int64(n))
-	n = int(min(granted, int64(n)))
-	c.hr.passed(&c.hr.req, int64(n))
 	if cut != nil {
 		c.Conn.Close()
-		return n, cut
+		return int(min(granted, int64(n))), cut
 	}
 	return n, err
 }
@@ -48,8 +46,11 @@ func (c *heldConn) Read(p []byte) (int, error) {
 // Write sends the client what the hold pays for.
 func (c *heldConn) Write(p []byte) (int, error) {
 	granted, cut := c.hr.grant(&c.hr.resp, int64(len(p)))
-	n, err := c.Conn.Write(p[:min(granted, int64(len(p)))])
-	c.hr.passed(&c.hr.resp, int64(n))
+	granted = min(granted, int64(len(p)))
+	n, err := c.Conn.Write(p[:granted])
+	if int64(n) < granted {
+		c.hr.unsent(&c.hr.resp, granted-int64(n))
+	}
 	if err == nil && cut != nil {
 		c.Conn.Close()
 		err = cut

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/tollgate-dev/tollgate/auth"
 	"github.com/tollgate-dev/tollgate/meter"
@@ -216,8 +217,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			rw.WriteHeader(http.StatusOK)
 			return nil
 		}
-		// Caddy writes the error's status with the headers set now.
-		refund(errorStatus(err))
+		// Caddy writes the error's status with the headers set now. A
+		// client that left is not refunded, whatever status that gave.
+		if r.Context().Err() == nil {
+			refund(errorStatus(err))
+		}
 		rw.setHeaders(w.Header())
 	}
 	return err
@@ -307,6 +311,10 @@ func (h *Handler) serveHeld(rw *responseWriter, r *http.Request, next caddyhttp.
 	err = next.ServeHTTP(rw, r)
 	if !rw.wroteHeader && hr.cutInBody() {
 		return hr.refuseUpload(w, r)
+	}
+	if r.Context().Err() != nil {
+		// The client left; reverse_proxy may still report a 502 or 504.
+		hr.failedByClient()
 	}
 	status := 0
 	if !rw.wroteHeader {
@@ -467,9 +475,10 @@ func stripTollgateHeaders(h http.Header) {
 }
 
 // isUpgrade reports a request for a protocol upgrade, such as a WebSocket:
-// an Upgrade header, or an HTTP/2 extended CONNECT.
+// Upgrade with Connection: upgrade, or a CONNECT (HTTP/2's extended CONNECT).
 func isUpgrade(r *http.Request) bool {
-	return r.Header.Get("Upgrade") != "" || r.Method == http.MethodConnect
+	return r.Method == http.MethodConnect ||
+		(r.Header.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade"))
 }
 
 // isPreflight reports a CORS preflight: OPTIONS with

@@ -48,24 +48,26 @@ type held struct {
 	// Placeholders, changed in place once the request was forwarded.
 	charged, balanceVar *liveAmount
 
-	mu         sync.Mutex
-	state      holdState
-	amount     int64 // tokens held
-	balance    int64 // the available balance after the last store call
-	seq        int64 // the last extension's sequence number
-	lastAck    time.Time
-	req, resp  flow  // request bytes (without a Content-Length) and response bytes
-	length     int64 // the response's Content-Length, or -1
-	cutOff     bool
-	uploadCut  bool // the cut-off was in the request body
-	ended      bool // end has run
-	noMore     bool // a renewal failed under deny: no more blocks are held
-	reported   int64
-	usageKnown bool // the usage report was read (reported, or usageBad)
-	usageBad   bool // the report was missing or unreadable
-	trailer    bool // the response announced the usage trailer
-	timer      *time.Timer
-	conn       net.Conn // the connection, once hijacked for an upgrade
+	mu           sync.Mutex
+	state        holdState
+	amount       int64 // tokens held
+	balance      int64 // the available balance after the last store call
+	seq          int64 // the last extension's sequence number
+	lastAck      time.Time
+	req, resp    flow  // request bytes (without a Content-Length) and response bytes
+	length       int64 // the response's Content-Length, or -1
+	cutOff       bool
+	uploadCut    bool // the cut-off was in the request body
+	short        bool // the last extension was refused for the balance
+	clientFailed bool // the client's body broke, or the client left
+	ended        bool // end has run
+	noMore       bool // a renewal failed under deny: no more blocks are held
+	reported     int64
+	usageKnown   bool // the usage report was read (reported, or usageBad)
+	usageBad     bool // the report was missing or unreadable
+	trailer      bool // the response announced the usage trailer
+	timer        *time.Timer
+	conn         net.Conn // the connection, once hijacked for an upgrade
 }
 
 // newHeld returns the state of a request whose up-front hold r was taken at
@@ -105,16 +107,35 @@ func newHeld(ctx context.Context, h *Handler, price *pricing.Compound, account, 
 // the next block first when they go past what is held. Fewer than n come with
 // errCutOff. When response bytes complete a known Content-Length, the request
 // is settled first.
+//
+// The bytes granted count as passed at once, under the same lock as the
+// settle, so that no settle can miss them; a writer that sends fewer gives
+// the rest back with unsent.
 func (hr *held) grant(f *flow, n int64) (int64, error) {
 	hr.mu.Lock()
 	defer hr.mu.Unlock()
+	k, err := hr.grantLocked(f, n)
+	f.sent += k
+	return k, err
+}
+
+// unsent gives back n bytes of flow f that grant allowed but that did not
+// go out.
+func (hr *held) unsent(f *flow, n int64) {
+	hr.mu.Lock()
+	f.sent -= n
+	hr.mu.Unlock()
+}
+
+// grantLocked is grant's decision, with mu held.
+func (hr *held) grantLocked(f *flow, n int64) (int64, error) {
 	switch {
 	case hr.state == holdGone:
 		return hr.stop(f, 0)
 	case hr.state == holdOpen:
 	case hr.state == holdUnbilled:
 		return n, nil
-	case f == &hr.req:
+	case f == &hr.req && f.rate != nil:
 		// A body still read after the request settled would go unpaid; the
 		// response it belongs to is over and stays whole.
 		return 0, errCutOff
@@ -196,7 +217,7 @@ func (hr *held) extend(f *flow, maxTokens, minTokens int64) bool {
 		}
 		return true
 	case errors.As(err, &short):
-		hr.balance = short.Balance
+		hr.balance, hr.short = short.Balance, true
 		hr.balanceVar.Store(short.Balance)
 		return false
 	case isGone(err) && hr.state == holdUnbilled:
@@ -224,20 +245,25 @@ func (hr *held) extend(f *flow, maxTokens, minTokens int64) bool {
 // held.
 func (hr *held) renew() {
 	hr.mu.Lock()
-	defer hr.mu.Unlock()
 	if hr.state != holdOpen && hr.state != holdUnbilled {
+		hr.mu.Unlock()
 		return
 	}
 	if !hr.extend(nil, 0, 0) && hr.state == holdOpen {
 		hr.noMore = true
 	}
+	var idle net.Conn
 	if hr.state == holdGone && hr.conn != nil {
-		// An idle upgraded connection whose hold is gone is closed now.
-		hr.cutOff = true
-		hr.conn.Close()
+		// An idle upgraded connection whose hold is gone is closed, once
+		// the lock is let go.
+		hr.cutOff, idle = true, hr.conn
 	}
 	if hr.state == holdOpen || hr.state == holdUnbilled {
 		hr.timer.Reset(hr.ttl / 3)
+	}
+	hr.mu.Unlock()
+	if idle != nil {
+		idle.Close()
 	}
 }
 
@@ -358,6 +384,8 @@ func (hr *held) header(w *responseWriter, status int) {
 		hr.length = n
 	}
 	switch {
+	case hr.cutOff:
+		// Tollgate's own cut-off settles what was delivered.
 	case hr.h.refundOn.status(status):
 		hr.release()
 	case hr.usageKnown && hr.price.ResponseBytes == nil && hr.req.rate == nil:
@@ -387,7 +415,8 @@ func (hr *held) report(values []string) {
 // end settles the request when its handler has returned or panicked, unless
 // it was settled or released already. status is the error's status when no
 // response was written, 0 otherwise. refundable reports an abort that
-// refund_on error covers: not the client leaving, not a cut-off.
+// refund_on error covers: not the client leaving, not a cut-off. A status
+// the client caused (it left, or its body broke) is never refunded.
 func (hr *held) end(h http.Header, status int, refundable bool) {
 	hr.mu.Lock()
 	defer hr.mu.Unlock()
@@ -407,7 +436,7 @@ func (hr *held) end(h http.Header, status int, refundable bool) {
 	switch {
 	case hr.cutOff:
 		hr.settle(true)
-	case refundable && hr.h.refundOn.aborted && hr.state == holdSettled:
+	case refundable && hr.h.refundOn.aborted && !hr.clientFailed && hr.state == holdSettled:
 		// The usage header settled the request before the upstream failed.
 		if amount := hr.charged.Load(); amount > 0 {
 			if r, ok := hr.h.refund(hr.ctx, hr.account, hr.op, amount); ok {
@@ -415,7 +444,7 @@ func (hr *held) end(h http.Header, status int, refundable bool) {
 				hr.balanceVar.Store(r.Balance)
 			}
 		}
-	case status != 0 && hr.h.refundOn.status(status), refundable && hr.h.refundOn.aborted:
+	case !hr.clientFailed && (status != 0 && hr.h.refundOn.status(status) || refundable && hr.h.refundOn.aborted):
 		hr.release()
 	default:
 		hr.settle(false)

@@ -63,7 +63,9 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	n, cut := w.meter.grant(&w.meter.resp, int64(len(b)))
 	n = min(n, int64(len(b)))
 	written, err := w.ResponseWriterWrapper.Write(b[:n])
-	w.meter.passed(&w.meter.resp, int64(written))
+	if int64(written) < n {
+		w.meter.unsent(&w.meter.resp, n-int64(written))
+	}
 	if err == nil {
 		err = cut
 	}

@@ -1,12 +1,17 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 )
@@ -17,12 +22,20 @@ import (
 func uploadUpstream(t *testing.T) (addr string, received *atomic.Int64) {
 	received = new(atomic.Int64)
 	addr = httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
-		n, err := io.Copy(io.Discard, r.Body)
-		received.Add(n)
-		if err != nil {
-			return
+		var total int64
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := r.Body.Read(buf)
+			total += int64(n)
+			received.Add(int64(n))
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return
+			}
 		}
-		io.WriteString(w, strconv.FormatInt(n, 10))
+		io.WriteString(w, strconv.FormatInt(total, 10))
 	})
 	return addr, received
 }
@@ -97,4 +110,43 @@ func TestChunkedUpload(t *testing.T) {
 	resp, body = g.postChunked(t, "/up", token(t, "broke"), make([]byte, 10))
 	expectStatus(t, "an upload with no balance", resp, body, http.StatusPaymentRequired)
 	g.settled(t, "broke", 0, 0)
+}
+
+// TestBrokenChunkedBodyIsPaid breaks a chunked upload with a bad chunk after
+// 10 KiB went upstream: the failure is the client's, so the blocks it had
+// forwarded are charged, whatever status reverse_proxy gives it.
+func TestBrokenChunkedBodyIsPaid(t *testing.T) {
+	srv := redistest.Start(t)
+	up, received := uploadUpstream(t)
+	g := startGateway(t, srv, `tollgate {
+		price * {
+			request_bytes 1 per 1KiB
+			hold_block 4KiB
+		}
+	}
+	reverse_proxy `+up, "")
+	g.credit(t, "alice", 100)
+	addr := strings.TrimPrefix(g.URL, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "POST /up HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n", addr, token(t, "alice"))
+	for range 10 {
+		fmt.Fprintf(conn, "400\r\n%s\r\n", strings.Repeat("a", 1024))
+	}
+	waitFor(t, "10 KiB to reach the upstream", func() bool { return received.Load() == 10<<10 })
+	fmt.Fprint(conn, "zz\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 400 {
+		t.Fatalf("a broken body got %s", resp.Status)
+	}
+	waitFor(t, "the upload to settle", func() bool { return g.account(t, "alice").Held == 0 })
+	g.settled(t, "alice", 90, 10)
 }

@@ -349,3 +349,46 @@ func TestWebSocketHoldGone(t *testing.T) {
 		t.Errorf("account %+v, want everything released", a)
 	}
 }
+
+// TestWebSocketUsagePrice opens a WebSocket under a price with no byte
+// terms, whose upstream reports usage in its 101: the session is settled at
+// the upgrade and goes on unmetered, and the report stays with the gateway.
+func TestWebSocketUsagePrice(t *testing.T) {
+	srv := redistest.Start(t)
+	up := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Usage", "3")
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil || c.Write(r.Context(), typ, msg) != nil {
+				return
+			}
+		}
+	})
+	g := startGateway(t, srv, `tollgate {
+		price * {
+			request 1
+			usage_header X-Usage 1 reserve 10
+		}
+	}
+	reverse_proxy `+up, "")
+	g.credit(t, "alice", 100)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, resp := dialWS(t, ctx, g.URL, token(t, "alice"))
+	defer c.CloseNow()
+	if resp.Header.Get("X-Usage") != "" || resp.Header.Get("Tollgate-Charged") != "4" || resp.Header.Get("Tollgate-Held") != "0" {
+		t.Errorf("101 headers: X-Usage %q, charged %q, held %q; want none, 4 and 0", resp.Header.Get("X-Usage"), resp.Header.Get("Tollgate-Charged"), resp.Header.Get("Tollgate-Held"))
+	}
+	for range 3 {
+		if err := echo(ctx, c, []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	g.settled(t, "alice", 96, 4)
+}
