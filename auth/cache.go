@@ -22,22 +22,24 @@ type cache struct {
 
 type cached struct {
 	account string
+	kid     string    // the key set's kid that verified it, if one did
 	expires time.Time // the token's exp plus the leeway
 }
 
-// get returns the account of a verified token that has not expired.
-func (c *cache) get(token string, now time.Time) (string, bool) {
+// get returns the account of a verified token that has not expired, and the
+// key set's kid that verified it.
+func (c *cache) get(token string, now time.Time) (account, kid string, ok bool) {
 	c.mu.RLock()
 	e, ok := c.entries[token]
 	c.mu.RUnlock()
 	if !ok || !now.Before(e.expires) {
-		return "", false
+		return "", "", false
 	}
-	return e.account, true
+	return e.account, e.kid, true
 }
 
 // put remembers a verified token, evicting an arbitrary one when full.
-func (c *cache) put(token, account string, expires time.Time) {
+func (c *cache) put(token, account, kid string, expires time.Time) {
 	if len(token) > cacheTokenMax {
 		return
 	}
@@ -52,5 +54,5 @@ func (c *cache) put(token, account string, expires time.Time) {
 			break
 		}
 	}
-	c.entries[token] = cached{account, expires}
+	c.entries[token] = cached{account, kid, expires}
 }

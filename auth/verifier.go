@@ -41,6 +41,7 @@ type PublicKey struct {
 type Config struct {
 	HMACSecret   []byte      // HS256/384/512; at least MinHMACSecret bytes
 	PublicKeys   []PublicKey // RSA, ECDSA or Ed25519
+	KeySet       KeySet      // keys by kid from outside the config, such as a JWKS
 	Algorithms   []string    // default: the families of the keys given
 	Issuer       string      // required with public keys
 	Audience     string      // required with public keys
@@ -65,6 +66,7 @@ type Verifier struct {
 	parser  *jwt.Parser
 	hmac    []byte
 	keys    []PublicKey
+	set     KeySet
 	algs    []string
 	claim   string
 	scope   string
@@ -101,21 +103,21 @@ const (
 
 // New returns a Verifier for cfg.
 func New(cfg Config) (*Verifier, error) {
-	if len(cfg.HMACSecret) == 0 && len(cfg.PublicKeys) == 0 {
-		return nil, errors.New("jwt needs an hmac_secret or a public_key")
+	if len(cfg.HMACSecret) == 0 && len(cfg.PublicKeys) == 0 && cfg.KeySet == nil {
+		return nil, errors.New("jwt needs an hmac_secret, a public_key or a jwks")
 	}
 	if len(cfg.HMACSecret) > 0 && len(cfg.HMACSecret) < MinHMACSecret {
 		return nil, fmt.Errorf("hmac_secret must be at least %d bytes", MinHMACSecret)
 	}
-	if len(cfg.PublicKeys) > 0 && (cfg.Issuer == "" || cfg.Audience == "") {
-		return nil, errors.New("jwt with public keys requires issuer and audience")
+	if (len(cfg.PublicKeys) > 0 || cfg.KeySet != nil) && (cfg.Issuer == "" || cfg.Audience == "") {
+		return nil, errors.New("jwt with public keys or a jwks requires issuer and audience")
 	}
 	for _, k := range cfg.PublicKeys {
 		if family(k.Key) == nil {
 			return nil, fmt.Errorf("unsupported public key type %T", k.Key)
 		}
 	}
-	v := &Verifier{hmac: cfg.HMACSecret, keys: cfg.PublicKeys, claim: cfg.AccountClaim, scope: cfg.Scope, scopeIn: cfg.ScopeClaim}
+	v := &Verifier{hmac: cfg.HMACSecret, keys: cfg.PublicKeys, set: cfg.KeySet, claim: cfg.AccountClaim, scope: cfg.Scope, scopeIn: cfg.ScopeClaim}
 	if v.claim == "" {
 		v.claim = DefaultAccountClaim
 	}
@@ -134,6 +136,13 @@ func New(cfg Config) (*Verifier, error) {
 				}
 			}
 		}
+		if v.set != nil {
+			for _, alg := range asymmetric {
+				if !slices.Contains(v.algs, alg) {
+					v.algs = append(v.algs, alg)
+				}
+			}
+		}
 	}
 	for _, alg := range v.algs {
 		m := jwt.GetSigningMethod(alg)
@@ -143,7 +152,7 @@ func New(cfg Config) (*Verifier, error) {
 		if _, isHMAC := m.(*jwt.SigningMethodHMAC); isHMAC && len(v.hmac) == 0 {
 			return nil, fmt.Errorf("algorithm %s needs an hmac_secret", alg)
 		}
-		if _, isHMAC := m.(*jwt.SigningMethodHMAC); !isHMAC && len(v.candidates(alg, "")) == 0 {
+		if _, isHMAC := m.(*jwt.SigningMethodHMAC); !isHMAC && v.set == nil && len(v.candidates(alg, "")) == 0 {
 			return nil, fmt.Errorf("algorithm %s has no public key of its family", alg)
 		}
 	}
@@ -176,11 +185,12 @@ func (v *Verifier) Verify(token string) (string, error) {
 	if len(token) > MaxTokenSize {
 		return "", &Error{ReasonTooLarge}
 	}
-	if account, ok := v.cache.get(token, v.now()); ok {
+	if account, kid, ok := v.cache.get(token, v.now()); ok && (kid == "" || v.set.Has(kid)) {
 		return account, nil
 	}
 	claims := jwt.MapClaims{}
-	if t, err := v.parser.ParseWithClaims(token, claims, v.keyfunc); err != nil {
+	t, err := v.parser.ParseWithClaims(token, claims, v.keyfunc)
+	if err != nil {
 		if t != nil && t.Method != nil && !slices.Contains(v.algs, t.Method.Alg()) {
 			return "", &Error{ReasonAlgorithm}
 		}
@@ -194,7 +204,9 @@ func (v *Verifier) Verify(token string) (string, error) {
 		return "", ErrInsufficientScope
 	}
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
-		v.cache.put(token, account, exp.Add(v.leeway))
+		// A token verified by the key set is served from the cache only
+		// while the set still holds its key.
+		v.cache.put(token, account, v.fromSet(t), exp.Add(v.leeway))
 	}
 	return account, nil
 }
@@ -231,11 +243,31 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 	}
 	kid, _ := t.Header["kid"].(string)
 	keys := v.candidates(alg, kid)
+	if len(keys) == 0 && v.fromSet(t) != "" {
+		// A key of the set is bound to its family as a static key is: an
+		// RSA key never verifies an EC token, nor an HMAC one.
+		if key, err := v.set.Key(kid); err == nil && slices.Contains(family(key), alg) {
+			keys = append(keys, key)
+		}
+	}
 	if len(keys) == 0 {
 		return nil, errUnknownKey
 	}
 	return jwt.VerificationKeySet{Keys: keys}, nil
 }
+
+// fromSet returns the kid of a token whose key comes from the key set: one
+// with a kid that names no static key. It is empty otherwise.
+func (v *Verifier) fromSet(t *jwt.Token) string {
+	kid, _ := t.Header["kid"].(string)
+	if v.set == nil || kid == "" || slices.ContainsFunc(v.keys, func(k PublicKey) bool { return k.KID == kid }) {
+		return ""
+	}
+	return kid
+}
+
+// asymmetric is every public-key algorithm a key set may verify.
+var asymmetric = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
 // candidates returns the static keys of alg's family, only the one named
 // kid when kid is set.

@@ -63,6 +63,8 @@ type App struct {
 
 	store    meter.Store
 	storeKey string // the usage pool key of a Redis store
+	jwks     *jwksSource
+	jwksKey  string // the usage pool key of the jwks client
 	verifier *auth.Verifier
 	admins   *auth.Verifier // tollgate_admin's: the admin scope and audience
 	demo     bool           // the HMAC secret is the published demo secret
@@ -148,11 +150,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	repl := caddy.NewReplacer()
 	if a.JWT != nil {
-		v, admins, err := a.JWT.verifiers(repl)
+		v, admins, set, err := a.JWT.verifiers(repl)
 		if err != nil {
 			return fmt.Errorf("jwt: %w", err)
 		}
-		a.verifier, a.admins = v, admins
+		a.verifier, a.admins, a.jwks = v, admins, set
 		a.demo = repl.ReplaceKnown(a.JWT.HMACSecret, "") == DemoSecret
 	}
 	return a.provisionStore(repl)
@@ -237,6 +239,16 @@ func (a *App) Start() error {
 		}
 	}
 	a.warnChains()
+	if a.jwks != nil {
+		// The key set is fetched in the background: requests wait for it,
+		// bounded, and caddy validate never fetches.
+		refresh, _, timeout := a.JWT.JWKS.settings()
+		key, err := a.jwks.connect(refresh, timeout, a.logger)
+		if err != nil {
+			return fmt.Errorf("jwks: %w", err)
+		}
+		a.jwksKey = key
+	}
 	a.goLive()
 	if r, ok := a.store.(*meter.Redis); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -285,6 +297,14 @@ func (a *App) warnChains() {
 	}
 }
 
+// isLoopback reports a host name that stays on this machine: localhost, a
+// .localhost name, or a loopback address.
+func isLoopback(h string) bool {
+	h = strings.Trim(h, "[]")
+	ip := net.ParseIP(h)
+	return h == "localhost" || strings.HasSuffix(h, ".localhost") || ip != nil && ip.IsLoopback()
+}
+
 // loopbackOnly reports whether every matcher set limits requests to
 // localhost or loopback hosts.
 func loopbackOnly(sets caddyhttp.MatcherSets) bool {
@@ -305,8 +325,7 @@ func loopbackOnly(sets caddyhttp.MatcherSets) bool {
 			}
 			limited = len(hosts) > 0
 			for _, h := range hosts {
-				h = strings.Trim(h, "[]")
-				if ip := net.ParseIP(h); !(h == "localhost" || strings.HasSuffix(h, ".localhost") || ip != nil && ip.IsLoopback()) {
+				if !isLoopback(h) {
 					return false
 				}
 			}
@@ -328,6 +347,10 @@ func (a *App) Stop() error {
 // Cleanup gives the Redis store back to the pool, which closes it when no
 // config uses it and its background work is done.
 func (a *App) Cleanup() error {
+	if a.jwksKey != "" {
+		_, _ = jwksClients.Delete(a.jwksKey)
+		a.jwksKey = ""
+	}
 	if a.storeKey != "" {
 		_, err := redisStores.Delete(a.storeKey)
 		a.storeKey = ""
@@ -345,8 +368,9 @@ type JWTConfig struct {
 	// PublicKeys verify RSA, ECDSA and Ed25519 tokens.
 	PublicKeys []PublicKeyConfig `json:"public_keys,omitempty"`
 
-	// JWKS is a key set URL. Not supported yet.
-	JWKS string `json:"jwks,omitempty"`
+	// JWKS is a key set whose keys verify tokens by kid, as identity
+	// providers publish them. Default: none.
+	JWKS *JWKSConfig `json:"jwks,omitempty"`
 
 	// Algorithms is the allow-list of signing algorithms. Default: the
 	// families of the keys given.
@@ -388,10 +412,7 @@ const AdminScope = "tollgate:admin"
 
 // verifiers resolves placeholders and builds the callers' verifier and
 // tollgate_admin's.
-func (c *JWTConfig) verifiers(repl *caddy.Replacer) (callers, admins *auth.Verifier, err error) {
-	if c.JWKS != "" {
-		return nil, nil, errors.New("jwks: not supported yet")
-	}
+func (c *JWTConfig) verifiers(repl *caddy.Replacer) (callers, admins *auth.Verifier, set *jwksSource, err error) {
 	cfg := auth.Config{
 		Algorithms:   c.Algorithms,
 		Issuer:       repl.ReplaceKnown(c.Issuer, ""),
@@ -399,40 +420,49 @@ func (c *JWTConfig) verifiers(repl *caddy.Replacer) (callers, admins *auth.Verif
 		Leeway:       time.Duration(c.Leeway),
 		AccountClaim: c.AccountClaim,
 	}
+	if c.JWKS != nil {
+		u := repl.ReplaceKnown(c.JWKS.URL, "")
+		if err := c.JWKS.check(u); err != nil {
+			return nil, nil, nil, err
+		}
+		_, wait, _ := c.JWKS.settings()
+		set = &jwksSource{url: u, wait: wait}
+		cfg.KeySet = set
+	}
 	if c.HMACSecret != "" {
 		secret := repl.ReplaceKnown(c.HMACSecret, "")
 		if secret == "" {
-			return nil, nil, errors.New("hmac_secret is empty after placeholders are resolved")
+			return nil, nil, nil, errors.New("hmac_secret is empty after placeholders are resolved")
 		}
 		cfg.HMACSecret = []byte(secret)
 	}
 	for _, k := range c.PublicKeys {
 		path := repl.ReplaceKnown(k.File, "")
 		if path == "" {
-			return nil, nil, errors.New("a public_key path is empty after placeholders are resolved")
+			return nil, nil, nil, errors.New("a public_key path is empty after placeholders are resolved")
 		}
 		key, err := auth.LoadPublicKey(path)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		cfg.PublicKeys = append(cfg.PublicKeys, auth.PublicKey{KID: k.KID, Key: key})
 	}
 	adminAudience := repl.ReplaceKnown(c.AdminAudience, "")
 	if strings.TrimSpace(c.Issuer) != "" && cfg.Issuer == "" || strings.TrimSpace(c.Audience) != "" && cfg.Audience == "" ||
 		c.AdminAudience != "" && adminAudience == "" {
-		return nil, nil, errors.New("issuer, audience or admin_audience is empty after placeholders are resolved")
+		return nil, nil, nil, errors.New("issuer, audience or admin_audience is empty after placeholders are resolved")
 	}
 	if callers, err = auth.New(cfg); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cfg.Scope, cfg.ScopeClaim = AdminScope, c.ScopeClaim
 	if adminAudience != "" {
 		cfg.Audience = adminAudience
 	}
 	if admins, err = auth.New(cfg); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return callers, admins, nil
+	return callers, admins, set, nil
 }
 
 // Interface guards

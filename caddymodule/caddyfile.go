@@ -188,11 +188,31 @@ func parseJWT(d *caddyfile.Dispenser) (*JWTConfig, error) {
 			if !d.NextArg() {
 				return nil, d.ArgErr()
 			}
-			j.JWKS = d.Val()
-			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				// Its options are parsed with it, once it is supported.
-				d.RemainingArgs()
+			j.JWKS = &JWKSConfig{URL: d.Val()}
+			if d.NextArg() {
+				return nil, d.ArgErr()
 			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				opt := d.Val()
+				dur, err := durationArg(d)
+				if err != nil {
+					return nil, err
+				}
+				switch opt {
+				case "refresh":
+					j.JWKS.Refresh = dur
+				case "wait":
+					j.JWKS.Wait = dur
+				case "timeout":
+					j.JWKS.Timeout = dur
+				default:
+					return nil, d.Errf("unknown jwks option %q: want refresh, wait or timeout", opt)
+				}
+				if d.NextArg() {
+					return nil, d.ArgErr()
+				}
+			}
+			continue
 		default:
 			if !d.NextArg() {
 				return nil, d.ArgErr()

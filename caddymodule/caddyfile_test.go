@@ -219,7 +219,8 @@ func TestProvisionErrors(t *testing.T) {
 		{"jwt {\n\t\t\thmac_secret {env.TOLLGATE_TEST_EMPTY}\n\t\t}", "tollgate 1", "empty"},
 		{"jwt {\n\t\t\thmac_secret {env.TOLLGATE_TEST_UNSET}\n\t\t}", "tollgate 1", "empty"},
 		{"jwt {\n\t\t\tpublic_key /nonexistent.pem\n\t\t\tissuer i\n\t\t\taudience a\n\t\t}", "tollgate 1", "reading public key"},
-		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\tjwks https://idp.example/jwks.json\n\t\t}", "tollgate 1", "jwks: not supported yet"},
+		{"jwt {\n\t\t\tjwks http://idp.example/jwks.json\n\t\t\tissuer i\n\t\t\taudience a\n\t\t}", "tollgate 1", "must be https"},
+		{"jwt {\n\t\t\tjwks https://idp.example/jwks.json\n\t\t}", "tollgate 1", "requires issuer and audience"},
 		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\tadmin_audience {env.TOLLGATE_TEST_EMPTY}\n\t\t}", "tollgate 1", "empty after placeholders"},
 		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\talgorithms RS256\n\t\t}", "tollgate 1", "no public key"},
 		{"account {http.auth.user.id}", "tollgate 1", "account: not supported yet"},
@@ -233,11 +234,13 @@ func TestProvisionErrors(t *testing.T) {
 			t.Errorf("%q: error %v, want one containing %q", c.globals, err, c.want)
 		}
 	}
+	hmac := "\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}"
 	for _, good := range []struct{ globals, body string }{
-		{"", "tollgate 1"},
-		{"hold_expiry 10s", "tollgate {\n\tprice * {\n\t\trequest 1\n\t\trequest_bytes 1 per 1KiB\n\t\tresponse_bytes 2 per 1MiB\n\t\tusage_header X-Tokens 1 reserve 4000\n\t\thold_block 4MiB\n\t}\n}"},
+		{hmac, "tollgate 1"},
+		{"jwt {\n\t\t\tjwks https://idp.example/jwks.json {\n\t\t\t\trefresh 10m\n\t\t\t\twait 100ms\n\t\t\t\ttimeout 2s\n\t\t\t}\n\t\t\tissuer i\n\t\t\taudience a\n\t\t}", "tollgate 1"},
+		{"hold_expiry 10s" + hmac, "tollgate {\n\tprice * {\n\t\trequest 1\n\t\trequest_bytes 1 per 1KiB\n\t\tresponse_bytes 2 per 1MiB\n\t\tusage_header X-Tokens 1 reserve 4000\n\t\thold_block 4MiB\n\t}\n}"},
 	} {
-		if err := validate(t, site(good.globals+"\n\t\tjwt {\n\t\t\thmac_secret "+goodSecret+"\n\t\t}", good.body+"\nrespond ok")); err != nil {
+		if err := validate(t, site(good.globals, good.body+"\nrespond ok")); err != nil {
 			t.Errorf("a good config %q: %v", good.body, err)
 		}
 	}

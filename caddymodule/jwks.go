@@ -1,0 +1,251 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// JWKSConfig is a JSON Web Key Set whose keys verify tokens by their kid,
+// fetched from its URL and refreshed, as identity providers publish them.
+type JWKSConfig struct {
+	// URL is where the key set is fetched: https, or http on loopback.
+	URL string `json:"url"`
+
+	// Refresh is how often the key set is fetched again. Default: 1h.
+	Refresh caddy.Duration `json:"refresh,omitempty"`
+
+	// Wait is the longest a request waits for the key set: its first fetch,
+	// or a fetch for a kid it does not hold. Default: 250ms.
+	Wait caddy.Duration `json:"wait,omitempty"`
+
+	// Timeout bounds each fetch of the key set. Default: 5s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// JWKS defaults.
+const (
+	DefaultJWKSRefresh = time.Hour
+	DefaultJWKSWait    = 250 * time.Millisecond
+	DefaultJWKSTimeout = 5 * time.Second
+
+	// jwksUnknownKID is how often a kid the set does not hold may make it
+	// be fetched again, per process: a flood of random kids costs one fetch.
+	jwksUnknownKID = 5 * time.Minute
+)
+
+// settings returns the key set's durations, defaults filled in.
+func (c *JWKSConfig) settings() (refresh, wait, timeout time.Duration) {
+	refresh, wait, timeout = time.Duration(c.Refresh), time.Duration(c.Wait), time.Duration(c.Timeout)
+	if refresh <= 0 {
+		refresh = DefaultJWKSRefresh
+	}
+	if wait <= 0 {
+		wait = DefaultJWKSWait
+	}
+	if timeout <= 0 {
+		timeout = DefaultJWKSTimeout
+	}
+	return refresh, wait, timeout
+}
+
+// check refuses a URL that is not https, or http on loopback.
+func (c *JWKSConfig) check(u string) error {
+	parsed, err := url.Parse(u)
+	if err != nil || parsed.Host == "" {
+		return fmt.Errorf("jwks: %q is not a URL", u)
+	}
+	if parsed.Scheme != "https" && (parsed.Scheme != "http" || !isLoopback(parsed.Hostname())) {
+		return fmt.Errorf("jwks: %q must be https (http only on loopback)", u)
+	}
+	return nil
+}
+
+// jwksClients shares key set clients across config reloads, so that a
+// reload neither fetches again nor resets the unknown-kid limit.
+var jwksClients = caddy.NewUsagePool()
+
+// jwksClient fetches one key set and keeps it fresh, in the background.
+type jwksClient struct {
+	ready   chan struct{} // closed once the first fetch is done, or failed
+	keys    keyfunc.Keyfunc
+	cancel  context.CancelFunc
+	timeout time.Duration
+	limit   *rate.Limiter
+
+	mu      sync.Mutex
+	refresh chan struct{} // closed when the fetch for an unknown kid ends
+}
+
+// newJWKSClient starts fetching u in the background.
+func newJWKSClient(u string, refresh, timeout time.Duration, logger *zap.Logger) *jwksClient {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &jwksClient{ready: make(chan struct{}), cancel: cancel, timeout: timeout,
+		limit: rate.NewLimiter(rate.Every(jwksUnknownKID), 1)}
+	go func() {
+		defer close(c.ready)
+		keys, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{u}, keyfunc.Override{
+			Client:            &http.Client{Timeout: timeout},
+			HTTPTimeout:       timeout,
+			RefreshInterval:   refresh,
+			RateLimitWaitMax:  timeout,
+			RefreshUnknownKID: c.limit,
+			RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
+				return func(_ context.Context, err error) {
+					logger.Error("fetching the jwks failed", zap.String("url", u), zap.Error(err))
+				}
+			},
+		})
+		if err != nil {
+			logger.Error("cannot use the jwks", zap.String("url", u), zap.Error(err))
+			return
+		}
+		c.keys = keys
+	}()
+	return c
+}
+
+// Destruct stops the refreshes once no config uses the key set.
+func (c *jwksClient) Destruct() error {
+	c.cancel()
+	return nil
+}
+
+// errNoJWKS is a key set not fetched yet, or that cannot be used.
+var errNoJWKS = errors.New("the jwks is not available")
+
+// key returns the key named kid, fetching the set again, at most once per
+// jwksUnknownKID, when it does not hold it. A request waits at most wait.
+func (c *jwksClient) key(kid string, wait time.Duration) (crypto.PublicKey, error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-c.ready:
+	case <-timer.C:
+		return nil, errNoJWKS
+	}
+	if c.keys == nil {
+		return nil, errNoJWKS
+	}
+	if key, ok := c.held(kid); ok {
+		return key, nil
+	}
+	select {
+	case <-c.fetch(kid):
+	case <-timer.C:
+		return nil, errNoJWKS
+	}
+	if key, ok := c.held(kid); ok {
+		return key, nil
+	}
+	return nil, errNoJWKS
+}
+
+// held returns the key named kid if the set holds it now, without fetching.
+func (c *jwksClient) held(kid string) (crypto.PublicKey, bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // an unknown kid must not wait for, nor start, a fetch here
+	jwk, err := c.keys.Storage().KeyRead(ctx, kid)
+	if err != nil {
+		return nil, false
+	}
+	key := jwk.Key()
+	if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+		key = pk.Public()
+	}
+	return key, true
+}
+
+// fetch starts a fetch for kid, or joins the one under way, and returns a
+// channel closed when it ends. The fetch runs on its own timeout, apart
+// from the requests that wait for it; the limiter drops it unless a fetch
+// for an unknown kid is due.
+func (c *jwksClient) fetch(kid string) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refresh != nil {
+		return c.refresh
+	}
+	done := make(chan struct{})
+	c.refresh = done
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		defer cancel()
+		_, _ = c.keys.Storage().KeyRead(ctx, kid)
+		c.mu.Lock()
+		c.refresh = nil
+		c.mu.Unlock()
+		close(done)
+	}()
+	return done
+}
+
+// jwksSource is a config's view of a shared key set client: the verifier's
+// auth.KeySet. It is connected when the app starts.
+type jwksSource struct {
+	url  string
+	wait time.Duration
+
+	mu     sync.RWMutex
+	client *jwksClient
+}
+
+// Key returns the key named kid; see auth.KeySet.
+func (s *jwksSource) Key(kid string) (crypto.PublicKey, error) {
+	s.mu.RLock()
+	c := s.client
+	s.mu.RUnlock()
+	if c == nil {
+		return nil, errNoJWKS
+	}
+	return c.key(kid, s.wait)
+}
+
+// Has reports whether the set holds kid now; see auth.KeySet.
+func (s *jwksSource) Has(kid string) bool {
+	s.mu.RLock()
+	c := s.client
+	s.mu.RUnlock()
+	if c == nil {
+		return false
+	}
+	select {
+	case <-c.ready:
+	default:
+		return false
+	}
+	if c.keys == nil {
+		return false
+	}
+	_, ok := c.held(kid)
+	return ok
+}
+
+// connect takes the shared client of the key set, starting it if no config
+// has; the key is the app's to give back in Cleanup.
+func (s *jwksSource) connect(refresh, timeout time.Duration, logger *zap.Logger) (string, error) {
+	key := fmt.Sprintf("%s|%s|%s", s.url, refresh, timeout)
+	v, _, err := jwksClients.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return newJWKSClient(s.url, refresh, timeout, logger), nil
+	})
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	s.client = v.(*jwksClient)
+	s.mu.Unlock()
+	return key, nil
+}
+
+// Interface guards
+var _ caddy.Destructor = (*jwksClient)(nil)

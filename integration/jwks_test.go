@@ -1,0 +1,219 @@
+package integration
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate-dev/tollgate/internal/redistest"
+)
+
+// jwksServer is an identity provider's key set endpoint whose keys the test
+// rotates. It counts the fetches.
+type jwksServer struct {
+	*httptest.Server
+	fetches atomic.Int64
+
+	mu       sync.Mutex
+	keys     map[string]*ecdsa.PrivateKey
+	stranger *ecdsa.PrivateKey // signs for kids the set does not hold
+}
+
+// newJWKSServer serves the public halves of the keys it is given.
+func newJWKSServer(t *testing.T) *jwksServer {
+	stranger, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &jwksServer{keys: map[string]*ecdsa.PrivateKey{}, stranger: stranger}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.fetches.Add(1)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var set struct {
+			Keys []json.RawMessage `json:"keys"`
+		}
+		set.Keys = []json.RawMessage{}
+		for kid, k := range s.keys {
+			jwk, err := jwkset.NewJWKFromKey(&k.PublicKey, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: kid, ALG: jwkset.AlgES256, USE: jwkset.UseSig}})
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			raw, _ := json.Marshal(jwk.Marshal())
+			set.Keys = append(set.Keys, raw)
+		}
+		json.NewEncoder(w).Encode(set)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// rotate makes the set hold exactly the keys named, new ones generated.
+func (s *jwksServer) rotate(t *testing.T, kids ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := map[string]*ecdsa.PrivateKey{}
+	for _, kid := range kids {
+		if k, ok := s.keys[kid]; ok {
+			next[kid] = k
+			continue
+		}
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next[kid] = k
+	}
+	s.keys = next
+}
+
+// sign mints an ES256 token for account with the key named kid, or with a
+// key of no set when the set has none by that name.
+func (s *jwksServer) sign(t *testing.T, kid, account string) string {
+	s.mu.Lock()
+	k := s.keys[kid]
+	s.mu.Unlock()
+	if k == nil {
+		k = s.stranger
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+		"sub": account, "iss": "https://issuer.test/", "aud": "https://api.test/", "exp": time.Now().Add(time.Hour).Unix(),
+	})
+	tok.Header["kid"] = kid
+	signed, err := tok.SignedString(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed
+}
+
+// jwksGateway starts a gateway whose tokens are verified by the key set at
+// url, with a per-request price.
+func jwksGateway(t *testing.T, srv *redistest.Server, url string) *gateway {
+	t.Helper()
+	up := newUpstream(t)
+	g := startGateway(t, srv, "tollgate 1\nreverse_proxy "+up.Listener.Addr().String(), "")
+	// startGateway's config verifies HMAC tokens; load the same gateway with
+	// the key set instead.
+	port := g.URL[len("http://127.0.0.1:"):]
+	admin := g.Admin[len("http://127.0.0.1:"):]
+	cfg := fmt.Sprintf(`{
+	admin 127.0.0.1:%s
+	persist_config off
+	tollgate {
+		store redis {
+			url %s
+			prefix %s
+		}
+		jwt {
+			jwks %s
+			issuer https://issuer.test/
+			audience https://api.test/
+		}
+	}
+}
+
+http://127.0.0.1:%s {
+	bind 127.0.0.1
+	tollgate 1
+	reverse_proxy %s
+}
+`, admin, srv.URL(), g.prefix, url, port, up.Listener.Addr().String())
+	loadCaddyfile(t, cfg)
+	return g
+}
+
+func TestJWKSRotation(t *testing.T) {
+	srv := redistest.Start(t)
+	idp := newJWKSServer(t)
+	idp.rotate(t, "k1")
+	g := jwksGateway(t, srv, idp.URL)
+	g.credit(t, "alice", 1000)
+
+	old := idp.sign(t, "k1", "alice")
+	waitFor(t, "the first fetch of the key set", func() bool {
+		resp, _ := g.do(t, "GET", "/x", old)
+		return resp.StatusCode == http.StatusOK
+	})
+	fetched := idp.fetches.Load()
+
+	// The provider rotates: k1 goes, k2 comes. A token by k2 makes the set
+	// be fetched again, once, and is accepted.
+	idp.rotate(t, "k2")
+	resp, body := g.do(t, "GET", "/x", idp.sign(t, "k2", "alice"))
+	expectStatus(t, "a token signed with the new key", resp, body, http.StatusOK)
+	if n := idp.fetches.Load() - fetched; n != 1 {
+		t.Errorf("%d fetches for the new kid, want 1", n)
+	}
+
+	// The token by k1 was accepted, and cached, before; its key is gone.
+	resp, body = g.do(t, "GET", "/x", old)
+	expectStatus(t, "a cached token whose key was removed", resp, body, http.StatusUnauthorized)
+	if d := resp.Header.Get("WWW-Authenticate"); d != `Bearer realm="tollgate", error="invalid_token", error_description="unknown key"` {
+		t.Errorf("WWW-Authenticate %q", d)
+	}
+
+	// A flood of unknown kids costs no fetch within the window, and good
+	// tokens never fetch.
+	fetched = idp.fetches.Load()
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10000 / 8 {
+				req, _ := http.NewRequest(http.MethodGet, g.URL+"/x", nil)
+				req.Header.Set("Authorization", "Bearer "+idp.sign(t, fmt.Sprintf("random-%d-%d", w, i), "mallory"))
+				resp, err := g.client.Do(req)
+				if err != nil {
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusUnauthorized {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	good := idp.sign(t, "k2", "alice")
+	for range 100 {
+		if resp, body := g.do(t, "GET", "/x", good); resp.StatusCode != http.StatusOK {
+			t.Fatalf("a good token during the flood: %d %s", resp.StatusCode, body)
+		}
+	}
+	wg.Wait()
+	if refused.Load() != 10000 {
+		t.Errorf("%d of 10000 unknown kids refused", refused.Load())
+	}
+	if n := idp.fetches.Load() - fetched; n > 0 {
+		t.Errorf("%d fetches during the flood, want none within the window", n)
+	}
+}
+
+// loadCaddyfile loads a Caddyfile into this process's Caddy, in place of
+// the running config.
+func loadCaddyfile(t *testing.T, cfg string) {
+	t.Helper()
+	js, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+	if err != nil {
+		t.Fatalf("adapting:\n%s\n%v", cfg, err)
+	}
+	if err := caddy.Load(js, true); err != nil {
+		t.Fatalf("loading:\n%s\n%v", js, err)
+	}
+}
