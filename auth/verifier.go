@@ -190,6 +190,11 @@ func (v *Verifier) Verify(token string) (string, error) {
 	}
 	claims := jwt.MapClaims{}
 	t, err := v.parser.ParseWithClaims(token, claims, v.keyfunc)
+	if exp, ok := claims["exp"].(float64); ok && exp >= meter.MaxAmount {
+		// Far beyond any real expiry, and beyond what converts to a time
+		// exactly.
+		return "", &Error{ReasonMalformed}
+	}
 	if err != nil {
 		if t != nil && t.Method != nil && !slices.Contains(v.algs, t.Method.Alg()) {
 			return "", &Error{ReasonAlgorithm}
@@ -227,13 +232,27 @@ func hasScope(claim any, scope string) bool {
 	return false
 }
 
-// errUnknownKey is the key function's answer to a kid it does not know.
-var errUnknownKey = errors.New("unknown key")
+// The key function's refusals.
+var (
+	errUnknownKey = errors.New("unknown key")
+	errBadKID     = errors.New("kid is not a string")
+	errCritical   = errors.New("critical header extension")
+)
 
 // key returns the keys a token may be verified with: the one its kid names,
 // or else every static key of its algorithm's family. An HMAC secret is
 // returned only for an HMAC algorithm, so a public key is never used as one.
 func (v *Verifier) key(t *jwt.Token) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		// No header extension is understood, so none can be critical
+		// (RFC 7515, section 4.1.11).
+		return nil, errCritical
+	}
+	if kid, ok := t.Header["kid"]; ok {
+		if _, isString := kid.(string); !isString {
+			return nil, errBadKID
+		}
+	}
 	alg := t.Method.Alg()
 	if _, isHMAC := t.Method.(*jwt.SigningMethodHMAC); isHMAC {
 		if len(v.hmac) == 0 {
@@ -306,6 +325,14 @@ func describe(err error) string {
 	switch {
 	case errors.Is(err, errUnknownKey):
 		return ReasonUnknownKey
+	case errors.Is(err, errBadKID):
+		return ReasonMalformed
+	case errors.Is(err, errCritical):
+		return ReasonInvalidToken
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && strings.Contains(err.Error(), "aud claim"):
+		return ReasonAudience
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && strings.Contains(err.Error(), "iss claim"):
+		return ReasonIssuer
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return ReasonMalformed
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
