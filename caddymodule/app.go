@@ -40,7 +40,9 @@ type App struct {
 	JWT *JWTConfig `json:"jwt,omitempty"`
 
 	// Account identifies callers by a placeholder set by an earlier auth
-	// handler, instead of a JWT. Not supported yet.
+	// handler, instead of a JWT: {http.auth.user.id} after basic_auth or any
+	// caddyauth provider, or a header that forward_auth copies. An empty
+	// value is a 401. Default: none.
 	Account string `json:"account,omitempty"`
 
 	// SignupBonus is credited once, on an account's first caller operation.
@@ -126,8 +128,11 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // verifier and takes its store, shared across config reloads.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx, a.logger = ctx, ctx.Logger()
-	if a.Account != "" {
-		return errors.New("account: not supported yet")
+	if a.Account != "" && a.JWT != nil {
+		return errors.New("tollgate takes jwt or account, not both")
+	}
+	if a.Account != "" && !strings.Contains(a.Account, "{") {
+		return fmt.Errorf("account must be a placeholder such as {http.auth.user.id}, not %q", a.Account)
 	}
 	if a.HoldExpiry != 0 && time.Duration(a.HoldExpiry) < MinHoldExpiry {
 		return fmt.Errorf("hold_expiry must be at least %s, not %s", MinHoldExpiry, time.Duration(a.HoldExpiry))
@@ -161,15 +166,19 @@ func (a *App) Provision(ctx caddy.Context) error {
 }
 
 // tollgateApp returns the config's tollgate app for a handler named
-// directive, which needs jwt.
+// directive, which identifies callers by jwt or account; tollgate_admin
+// needs jwt.
 func tollgateApp(ctx caddy.Context, directive string) (*App, error) {
 	app, err := ctx.App("tollgate")
 	if err != nil {
 		return nil, fmt.Errorf("getting the tollgate app: %w", err)
 	}
 	a := app.(*App)
-	if a.verifier == nil {
-		return nil, fmt.Errorf("the %s directive needs jwt in the tollgate global option", directive)
+	switch {
+	case directive == "tollgate_admin" && a.verifier == nil:
+		return nil, fmt.Errorf("the %s directive needs jwt in the tollgate global option: admin tokens carry a scope", directive)
+	case a.verifier == nil && a.Account == "":
+		return nil, fmt.Errorf("the %s directive needs jwt or account in the tollgate global option", directive)
 	}
 	return a, nil
 }

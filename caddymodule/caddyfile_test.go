@@ -223,7 +223,8 @@ func TestProvisionErrors(t *testing.T) {
 		{"jwt {\n\t\t\tjwks https://idp.example/jwks.json\n\t\t}", "tollgate 1", "requires issuer and audience"},
 		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\tadmin_audience {env.TOLLGATE_TEST_EMPTY}\n\t\t}", "tollgate 1", "empty after placeholders"},
 		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t\talgorithms RS256\n\t\t}", "tollgate 1", "no public key"},
-		{"account {http.auth.user.id}", "tollgate 1", "account: not supported yet"},
+		{"account alice", "tollgate 1", "account must be a placeholder"},
+		{"account {http.auth.user.id}", "tollgate_admin /ops/*", "needs jwt"},
 		{"hold_expiry 9s\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "hold_expiry must be at least 10s"},
 		{"hold_expiry 367d\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "hold_expiry must be at most"},
 		{"store redis {env.TOLLGATE_TEST_EMPTY}\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "url is empty"},
@@ -237,6 +238,7 @@ func TestProvisionErrors(t *testing.T) {
 	hmac := "\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}"
 	for _, good := range []struct{ globals, body string }{
 		{hmac, "tollgate 1"},
+		{"account {http.auth.user.id}", "tollgate 1\ntollgate_account /account/*"},
 		{"jwt {\n\t\t\tjwks https://idp.example/jwks.json {\n\t\t\t\trefresh 10m\n\t\t\t\twait 100ms\n\t\t\t\ttimeout 2s\n\t\t\t}\n\t\t\tissuer i\n\t\t\taudience a\n\t\t}", "tollgate 1"},
 		{"hold_expiry 10s" + hmac, "tollgate {\n\tprice * {\n\t\trequest 1\n\t\trequest_bytes 1 per 1KiB\n\t\tresponse_bytes 2 per 1MiB\n\t\tusage_header X-Tokens 1 reserve 4000\n\t\thold_block 4MiB\n\t}\n}"},
 	} {

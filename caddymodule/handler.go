@@ -413,9 +413,20 @@ func (h *Handler) refund(ctx context.Context, account, op string, amount int64) 
 	return r, false
 }
 
-// authenticate returns the caller's account from the single Bearer token in
-// the Authorization header.
+// authenticate returns the caller's account: from the account placeholder,
+// or from the single Bearer token in the Authorization header.
 func (a *App) authenticate(r *http.Request) (string, error) {
+	if a.Account != "" {
+		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		account := repl.ReplaceAll(a.Account, "")
+		if account == "" {
+			return "", errNoCredentials
+		}
+		if !meter.ValidAccount(account) {
+			return "", &auth.Error{Description: auth.ReasonBadAccount}
+		}
+		return account, nil
+	}
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
 		return "", errNoCredentials
