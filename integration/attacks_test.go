@@ -10,12 +10,10 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,6 +29,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/internal/jwtattack"
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 	"github.com/tollgate-dev/tollgate/meter"
 )
@@ -189,206 +188,16 @@ func attackRedisCalls(t *testing.T, srv *redistest.Server) int64 {
 	return n
 }
 
-// attackClaims returns valid claims for alice, edited by edit.
-func attackClaims(edit ...func(map[string]any)) map[string]any {
-	c := map[string]any{
-		"sub": "alice",
-		"iss": "https://issuer.test/",
-		"aud": "https://api.test/",
-		"exp": time.Now().Add(time.Hour).Unix(),
-	}
-	for _, e := range edit {
-		e(c)
-	}
-	return c
-}
-
-// attackSet returns an edit that sets a claim or header field.
-func attackSet(name string, value any) func(map[string]any) {
-	return func(m map[string]any) { m[name] = value }
-}
-
-// attackDrop returns an edit that removes a claim or header field.
-func attackDrop(name string) func(map[string]any) {
-	return func(m map[string]any) { delete(m, name) }
-}
-
-// attackSegment encodes a JSON value as a base64url segment without padding.
-func attackSegment(t *testing.T, v any) string {
-	t.Helper()
-	data, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.RawURLEncoding.EncodeToString(data)
-}
-
-// attackSignature signs the text of a token's first two segments with m and
-// key, and fails the test if it cannot.
-func attackSignature(t *testing.T, m jwt.SigningMethod, key any, input string) []byte {
-	t.Helper()
-	sig, err := m.Sign(input, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sig
-}
-
-// attackHeader returns the header of a token signed with m, with typ JWT and
-// kid when kid is set, edited by edit.
-func attackHeader(m jwt.SigningMethod, kid string, edit ...func(map[string]any)) map[string]any {
-	h := map[string]any{"alg": m.Alg(), "typ": "JWT"}
-	if kid != "" {
-		h["kid"] = kid
-	}
-	for _, e := range edit {
-		e(h)
-	}
-	return h
-}
-
-// attackSign builds a token by hand from header and claims and signs it with
-// m and key. The header's alg is whatever header says.
-func attackSign(t *testing.T, m jwt.SigningMethod, key any, header, claims any) string {
-	t.Helper()
-	input := attackSegment(t, header) + "." + attackSegment(t, claims)
-	return input + "." + base64.RawURLEncoding.EncodeToString(attackSignature(t, m, key, input))
-}
-
-// attackUnsigned builds a token whose header names alg, with valid claims,
-// followed by sig as its signature segment.
-func attackUnsigned(t *testing.T, alg, sig string) string {
-	t.Helper()
-	return attackSegment(t, map[string]any{"alg": alg, "typ": "JWT"}) + "." + attackSegment(t, attackClaims()) + "." + sig
-}
-
-// attackStripSignature returns token with an empty signature segment.
-func attackStripSignature(token string) string {
-	return token[:strings.LastIndexByte(token, '.')+1]
-}
-
-// attackSized returns an RS256 token by key with kid, exactly size bytes
-// long, padded by a claim. It fails the test when no padding fits.
-func attackSized(t *testing.T, key *rsa.PrivateKey, kid string, size int) string {
-	t.Helper()
-	sigLen := base64.RawURLEncoding.EncodedLen(key.Size())
-	for _, extra := range []string{"", "x", "xy", "xyz"} {
-		header := attackHeader(jwt.SigningMethodRS256, kid, attackSet("x", extra))
-		hlen := len(attackSegment(t, header))
-		for n := 0; ; n++ {
-			claims := attackClaims(attackSet("pad", strings.Repeat("p", n)))
-			l := hlen + 1 + len(attackSegment(t, claims)) + 1 + sigLen
-			if l > size {
-				break
-			}
-			if l == size {
-				token := attackSign(t, jwt.SigningMethodRS256, key, header, claims)
-				if len(token) != size {
-					t.Fatalf("sized token of %d bytes, want %d", len(token), size)
-				}
-				return token
-			}
-		}
-	}
-	t.Fatalf("no token of exactly %d bytes", size)
-	return ""
-}
-
-// attackStdSegment returns a JSON object encoded as standard (not URL-safe)
-// base64, padded by a field so that the encoding holds both '+' and '/'.
-func attackStdSegment(t *testing.T, obj map[string]any) string {
-	t.Helper()
-	for n := range 3 {
-		// '~' and '?' end in the bits of '+' and '/' (json.Marshal
-		// escapes '>'), so one of three of each lands on a group's end.
-		obj["x"] = strings.Repeat("a", n) + "~~~???"
-		data, err := json.Marshal(obj)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s := base64.RawStdEncoding.EncodeToString(data); strings.Contains(s, "+") && strings.Contains(s, "/") {
-			return s
-		}
-	}
-	t.Fatal("no standard base64 segment with '+' and '/'")
-	return ""
-}
-
-// attackPaddedSegment returns a JSON object encoded as base64url with '='
-// padding, padded by a field so that the padding is there.
-func attackPaddedSegment(t *testing.T, obj map[string]any) string {
-	t.Helper()
-	for n := range 3 {
-		obj["x"] = strings.Repeat("a", n)
-		data, err := json.Marshal(obj)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s := base64.URLEncoding.EncodeToString(data); strings.HasSuffix(s, "=") {
-			return s
-		}
-	}
-	t.Fatal("no padded base64url segment")
-	return ""
-}
-
-// attackRS256Over signs input with key and returns the whole token, the
-// signature encoded by enc.
-func attackRS256Over(t *testing.T, key *rsa.PrivateKey, input string, enc *base64.Encoding) string {
-	t.Helper()
-	return input + "." + enc.EncodeToString(attackSignature(t, jwt.SigningMethodRS256, key, input))
-}
-
-// attackStdSignature returns an RS256 token by key whose signature is
-// encoded with the standard alphabet, so that it holds a '+' or a '/'.
-func attackStdSignature(t *testing.T, key *rsa.PrivateKey, kid string) string {
-	t.Helper()
-	for i := range 20 {
-		input := attackSegment(t, attackHeader(jwt.SigningMethodRS256, kid)) + "." + attackSegment(t, attackClaims(attackSet("jti", fmt.Sprint(i))))
-		sig := base64.RawStdEncoding.EncodeToString(attackSignature(t, jwt.SigningMethodRS256, key, input))
-		if strings.ContainsAny(sig, "+/") {
-			return input + "." + sig
-		}
-	}
-	t.Fatal("no signature with '+' or '/'")
-	return ""
-}
-
-// attackRSAJWK returns an RSA public key as a JWK.
-func attackRSAJWK(pub *rsa.PublicKey, kid string) map[string]any {
-	return map[string]any{
-		"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
-		"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
-		"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
-	}
-}
-
-// attackCert returns a self-signed certificate for key, in DER.
-func attackCert(t *testing.T, key *rsa.PrivateKey) []byte {
-	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "issuer.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
-
 // attackServer starts the attacker's web server for key: it publishes the
 // key as a JWKS and as a certificate, and counts in hits every request it
 // gets. It returns the server's URL.
 func attackServer(t *testing.T, key *rsa.PrivateKey, hits *atomic.Int64) string {
 	t.Helper()
-	jwks, err := json.Marshal(map[string]any{"keys": []any{attackRSAJWK(&key.PublicKey, "evil")}})
+	jwks, err := json.Marshal(map[string]any{"keys": []any{jwtattack.RSAJWK(&key.PublicKey, "evil")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: attackCert(t, key)})
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: jwtattack.Cert(t, key)})
 	return "http://" + httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		if strings.HasSuffix(r.URL.Path, ".pem") {
@@ -444,15 +253,15 @@ func TestAttackGateway(t *testing.T) {
 	g.credit(t, "alice", 100)
 
 	rs := func(kid string, claims map[string]any, header ...func(map[string]any)) string {
-		return attackSign(t, jwt.SigningMethodRS256, k.rsa, attackHeader(jwt.SigningMethodRS256, kid, header...), claims)
+		return jwtattack.Sign(t, jwt.SigningMethodRS256, k.rsa, jwtattack.Header(jwt.SigningMethodRS256, kid, header...), claims)
 	}
 	evilRS := func(kid string, header ...func(map[string]any)) string {
-		return attackSign(t, jwt.SigningMethodRS256, k.evilRSA, attackHeader(jwt.SigningMethodRS256, kid, header...), attackClaims())
+		return jwtattack.Sign(t, jwt.SigningMethodRS256, k.evilRSA, jwtattack.Header(jwt.SigningMethodRS256, kid, header...), jwtattack.Claims())
 	}
 	hs := func(key []byte, kid string) string {
-		return attackSign(t, jwt.SigningMethodHS256, key, attackHeader(jwt.SigningMethodHS256, kid), attackClaims())
+		return jwtattack.Sign(t, jwt.SigningMethodHS256, key, jwtattack.Header(jwt.SigningMethodHS256, kid), jwtattack.Claims())
 	}
-	claim := func(edit ...func(map[string]any)) string { return rs("r1", attackClaims(edit...)) }
+	claim := func(edit ...func(map[string]any)) string { return rs("r1", jwtattack.Claims(edit...)) }
 	now := time.Now()
 
 	// The valid tokens next to the attacks are paid and forwarded: the
@@ -461,10 +270,10 @@ func TestAttackGateway(t *testing.T) {
 	calls0, redis0 := attackStoreCalls(t, scrape(t, g)), attackRedisCalls(t, srv)
 	for _, c := range []struct{ name, token string }{
 		{"RS256", claim()},
-		{"ES256", attackSign(t, jwt.SigningMethodES256, k.ec, attackHeader(jwt.SigningMethodES256, "e1"), attackClaims())},
-		{"EdDSA", attackSign(t, jwt.SigningMethodEdDSA, k.ed, attackHeader(jwt.SigningMethodEdDSA, "ed"), attackClaims())},
-		{"exp fractional, in the future", claim(attackSet("exp", float64(now.Add(time.Hour).Unix())+0.5))},
-		{"exactly 8 KiB", attackSized(t, k.rsa, "r1", auth.MaxTokenSize)},
+		{"ES256", jwtattack.Sign(t, jwt.SigningMethodES256, k.ec, jwtattack.Header(jwt.SigningMethodES256, "e1"), jwtattack.Claims())},
+		{"EdDSA", jwtattack.Sign(t, jwt.SigningMethodEdDSA, k.ed, jwtattack.Header(jwt.SigningMethodEdDSA, "ed"), jwtattack.Claims())},
+		{"exp fractional, in the future", claim(jwtattack.Set("exp", float64(now.Add(time.Hour).Unix())+0.5))},
+		{"exactly 8 KiB", jwtattack.Sized(t, k.rsa, "r1", auth.MaxTokenSize)},
 	} {
 		resp, body := g.do(t, "GET", "/x", c.token)
 		expectStatus(t, c.name, resp, body, http.StatusOK)
@@ -484,17 +293,17 @@ func TestAttackGateway(t *testing.T) {
 	}
 	for _, alg := range []string{"none", "None", "NONE"} {
 		for _, sig := range []string{"", "junk", base64.RawURLEncoding.EncodeToString([]byte("signature"))} {
-			add(fmt.Sprintf("alg %s, signature %q", alg, sig), attackUnsigned(t, alg, sig), attackOne(auth.ReasonAlgorithm))
+			add(fmt.Sprintf("alg %s, signature %q", alg, sig), jwtattack.Unsigned(t, alg, sig), attackOne(auth.ReasonAlgorithm))
 		}
 	}
 	for form, key := range map[string][]byte{"PEM": k.rsaPEM, "DER": k.rsaDER} {
 		add("HS256 with the public key's "+form, hs(key, "r1"), attackOne(auth.ReasonAlgorithm))
 		add("HS256 with the public key's "+form+", no kid", hs(key, ""), attackOne(auth.ReasonAlgorithm))
 	}
-	add("RS256, empty signature", attackStripSignature(claim()), attackOne(auth.ReasonSignature))
-	es := attackSign(t, jwt.SigningMethodES256, k.ec, attackHeader(jwt.SigningMethodES256, "e1"), attackClaims())
-	add("ES256, empty signature", attackStripSignature(es), attackOne(auth.ReasonSignature))
-	add("EdDSA, empty signature", attackStripSignature(attackSign(t, jwt.SigningMethodEdDSA, k.ed, attackHeader(jwt.SigningMethodEdDSA, "ed"), attackClaims())), attackOne(auth.ReasonSignature))
+	add("RS256, empty signature", jwtattack.StripSignature(claim()), attackOne(auth.ReasonSignature))
+	es := jwtattack.Sign(t, jwt.SigningMethodES256, k.ec, jwtattack.Header(jwt.SigningMethodES256, "e1"), jwtattack.Claims())
+	add("ES256, empty signature", jwtattack.StripSignature(es), attackOne(auth.ReasonSignature))
+	add("EdDSA, empty signature", jwtattack.StripSignature(jwtattack.Sign(t, jwt.SigningMethodEdDSA, k.ed, jwtattack.Header(jwt.SigningMethodEdDSA, "ed"), jwtattack.Claims())), attackOne(auth.ReasonSignature))
 	esInput := es[:strings.LastIndexByte(es, '.')]
 	digest := sha256.Sum256([]byte(esInput))
 	asn1Sig, err := ecdsa.SignASN1(rand.Reader, k.ec, digest[:])
@@ -502,53 +311,53 @@ func TestAttackGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	add("ES256, DER (ASN.1) signature", esInput+"."+base64.RawURLEncoding.EncodeToString(asn1Sig), attackOne(auth.ReasonSignature))
-	add("PS256 when only RS256 is allowed", attackSign(t, jwt.SigningMethodPS256, k.rsa, attackHeader(jwt.SigningMethodPS256, "r1"), attackClaims()), attackOne(auth.ReasonAlgorithm))
+	add("PS256 when only RS256 is allowed", jwtattack.Sign(t, jwt.SigningMethodPS256, k.rsa, jwtattack.Header(jwt.SigningMethodPS256, "r1"), jwtattack.Claims()), attackOne(auth.ReasonAlgorithm))
 
-	add("kid path-like", rs("../../etc/passwd", attackClaims()), attackOne(auth.ReasonUnknownKey))
-	add("kid SQL-like", rs("' OR 1=1 --", attackClaims()), attackOne(auth.ReasonUnknownKey))
-	add("kid 10 KB long", rs(strings.Repeat("k", 10_000), attackClaims()), attackOne(auth.ReasonTooLarge))
-	add("kid a JSON number", rs("", attackClaims(), attackSet("kid", 1)), []string{auth.ReasonMalformed, auth.ReasonUnknownKey})
-	add("kid null", rs("", attackClaims(), attackSet("kid", nil)), []string{auth.ReasonMalformed, auth.ReasonUnknownKey})
+	add("kid path-like", rs("../../etc/passwd", jwtattack.Claims()), attackOne(auth.ReasonUnknownKey))
+	add("kid SQL-like", rs("' OR 1=1 --", jwtattack.Claims()), attackOne(auth.ReasonUnknownKey))
+	add("kid 10 KB long", rs(strings.Repeat("k", 10_000), jwtattack.Claims()), attackOne(auth.ReasonTooLarge))
+	add("kid a JSON number", rs("", jwtattack.Claims(), jwtattack.Set("kid", 1)), []string{auth.ReasonMalformed, auth.ReasonUnknownKey})
+	add("kid null", rs("", jwtattack.Claims(), jwtattack.Set("kid", nil)), []string{auth.ReasonMalformed, auth.ReasonUnknownKey})
 
-	add("jku to the attacker's JWKS, its kid", evilRS("evil", attackSet("jku", evil+"/jwks.json")), attackOne(auth.ReasonUnknownKey))
-	add("jku to the attacker's JWKS, no kid", evilRS("", attackSet("jku", evil+"/jwks.json")), attackOne(auth.ReasonSignature))
-	add("x5u to the attacker's certificate", evilRS("", attackSet("x5u", evil+"/cert.pem")), attackOne(auth.ReasonSignature))
-	add("embedded jwk", evilRS("", attackSet("jwk", attackRSAJWK(&k.evilRSA.PublicKey, ""))), attackOne(auth.ReasonSignature))
-	add("embedded jwk, the issuer's kid", evilRS("r1", attackSet("jwk", attackRSAJWK(&k.evilRSA.PublicKey, "r1"))), attackOne(auth.ReasonSignature))
-	add("embedded x5c", evilRS("", attackSet("x5c", []string{base64.StdEncoding.EncodeToString(attackCert(t, k.evilRSA))})), attackOne(auth.ReasonSignature))
+	add("jku to the attacker's JWKS, its kid", evilRS("evil", jwtattack.Set("jku", evil+"/jwks.json")), attackOne(auth.ReasonUnknownKey))
+	add("jku to the attacker's JWKS, no kid", evilRS("", jwtattack.Set("jku", evil+"/jwks.json")), attackOne(auth.ReasonSignature))
+	add("x5u to the attacker's certificate", evilRS("", jwtattack.Set("x5u", evil+"/cert.pem")), attackOne(auth.ReasonSignature))
+	add("embedded jwk", evilRS("", jwtattack.Set("jwk", jwtattack.RSAJWK(&k.evilRSA.PublicKey, ""))), attackOne(auth.ReasonSignature))
+	add("embedded jwk, the issuer's kid", evilRS("r1", jwtattack.Set("jwk", jwtattack.RSAJWK(&k.evilRSA.PublicKey, "r1"))), attackOne(auth.ReasonSignature))
+	add("embedded x5c", evilRS("", jwtattack.Set("x5c", []string{base64.StdEncoding.EncodeToString(jwtattack.Cert(t, k.evilRSA))})), attackOne(auth.ReasonSignature))
 
-	add("crit with an unknown name", rs("r1", attackClaims(), attackSet("crit", []string{"urn:attack:unknown"}), attackSet("urn:attack:unknown", true)), []string{auth.ReasonMalformed, auth.ReasonInvalidToken})
+	add("crit with an unknown name", rs("r1", jwtattack.Claims(), jwtattack.Set("crit", []string{"urn:attack:unknown"}), jwtattack.Set("urn:attack:unknown", true)), []string{auth.ReasonMalformed, auth.ReasonInvalidToken})
 
-	add("exp a string", claim(attackSet("exp", fmt.Sprint(now.Add(time.Hour).Unix()))), []string{auth.ReasonMalformed, auth.ReasonInvalidToken})
-	add("exp negative", claim(attackSet("exp", -1)), attackOne(auth.ReasonExpired))
-	add("exp 2^63", claim(attackSet("exp", json.Number("9223372036854775808"))), []string{auth.ReasonMalformed, auth.ReasonInvalidToken})
-	add("nbf beyond the leeway", claim(attackSet("nbf", now.Add(5*time.Minute).Unix())), attackOne(auth.ReasonNotYetValid))
-	add("aud missing", claim(attackDrop("aud")), attackOne(auth.ReasonAudience))
-	add("aud wrong", claim(attackSet("aud", "https://evil.test/")), attackOne(auth.ReasonAudience))
-	add("aud an empty array", claim(attackSet("aud", []string{})), attackOne(auth.ReasonAudience))
-	add("iss without its trailing slash", claim(attackSet("iss", "https://issuer.test")), attackOne(auth.ReasonIssuer))
-	add("iss with a second trailing slash", claim(attackSet("iss", "https://issuer.test//")), attackOne(auth.ReasonIssuer))
+	add("exp a string", claim(jwtattack.Set("exp", fmt.Sprint(now.Add(time.Hour).Unix()))), []string{auth.ReasonMalformed, auth.ReasonInvalidToken})
+	add("exp negative", claim(jwtattack.Set("exp", -1)), attackOne(auth.ReasonExpired))
+	add("exp 2^63", claim(jwtattack.Set("exp", json.Number("9223372036854775808"))), []string{auth.ReasonMalformed, auth.ReasonInvalidToken})
+	add("nbf beyond the leeway", claim(jwtattack.Set("nbf", now.Add(5*time.Minute).Unix())), attackOne(auth.ReasonNotYetValid))
+	add("aud missing", claim(jwtattack.Drop("aud")), attackOne(auth.ReasonAudience))
+	add("aud wrong", claim(jwtattack.Set("aud", "https://evil.test/")), attackOne(auth.ReasonAudience))
+	add("aud an empty array", claim(jwtattack.Set("aud", []string{})), attackOne(auth.ReasonAudience))
+	add("iss without its trailing slash", claim(jwtattack.Set("iss", "https://issuer.test")), attackOne(auth.ReasonIssuer))
+	add("iss with a second trailing slash", claim(jwtattack.Set("iss", "https://issuer.test//")), attackOne(auth.ReasonIssuer))
 
 	for name, sub := range map[string]any{
 		"empty": "", "129 bytes": strings.Repeat("a", 129), "a NUL": "ali\x00ce", "a newline": "alice\n",
 		"a tab": "\talice", "DEL": "alice\x7f", "a space": "al ice",
 	} {
-		add("sub "+name, claim(attackSet("sub", sub)), attackOne(auth.ReasonBadAccount))
+		add("sub "+name, claim(jwtattack.Set("sub", sub)), attackOne(auth.ReasonBadAccount))
 	}
 
-	hdr := attackHeader(jwt.SigningMethodRS256, "r1")
-	payload := attackSegment(t, attackClaims())
-	add("header with '+' and '/'", attackRS256Over(t, k.rsa, attackStdSegment(t, attackHeader(jwt.SigningMethodRS256, "r1"))+"."+payload, base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
-	add("payload with '+' and '/'", attackRS256Over(t, k.rsa, attackSegment(t, hdr)+"."+attackStdSegment(t, attackClaims()), base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
-	add("payload with '=' padding", attackRS256Over(t, k.rsa, attackSegment(t, hdr)+"."+attackPaddedSegment(t, attackClaims()), base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
-	add("signature with '=' padding", attackRS256Over(t, k.rsa, attackSegment(t, hdr)+"."+payload, base64.URLEncoding), attackOne(auth.ReasonMalformed))
-	add("signature with '+' or '/'", attackStdSignature(t, k.rsa, "r1"), attackOne(auth.ReasonMalformed))
+	hdr := jwtattack.Header(jwt.SigningMethodRS256, "r1")
+	payload := jwtattack.Segment(t, jwtattack.Claims())
+	add("header with '+' and '/'", jwtattack.RS256Over(t, k.rsa, jwtattack.StdSegment(t, jwtattack.Header(jwt.SigningMethodRS256, "r1"))+"."+payload, base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
+	add("payload with '+' and '/'", jwtattack.RS256Over(t, k.rsa, jwtattack.Segment(t, hdr)+"."+jwtattack.StdSegment(t, jwtattack.Claims()), base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
+	add("payload with '=' padding", jwtattack.RS256Over(t, k.rsa, jwtattack.Segment(t, hdr)+"."+jwtattack.PaddedSegment(t, jwtattack.Claims()), base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
+	add("signature with '=' padding", jwtattack.RS256Over(t, k.rsa, jwtattack.Segment(t, hdr)+"."+payload, base64.URLEncoding), attackOne(auth.ReasonMalformed))
+	add("signature with '+' or '/'", jwtattack.StdSignature(t, k.rsa, "r1"), attackOne(auth.ReasonMalformed))
 
-	add("8 KiB + 1 byte", attackSized(t, k.rsa, "r1", auth.MaxTokenSize+1), attackOne(auth.ReasonTooLarge))
+	add("8 KiB + 1 byte", jwtattack.Sized(t, k.rsa, "r1", auth.MaxTokenSize+1), attackOne(auth.ReasonTooLarge))
 
 	valid := claim()
 	cases = append(cases,
-		attackRequest{name: "two Authorization headers", token: valid, header: []string{"Authorization", "Bearer " + claim(attackSet("jti", "2"))}, reasons: attackOne(auth.ReasonMalformed)},
+		attackRequest{name: "two Authorization headers", token: valid, header: []string{"Authorization", "Bearer " + claim(jwtattack.Set("jti", "2"))}, reasons: attackOne(auth.ReasonMalformed)},
 		attackRequest{name: "token in ?access_token= only", path: "/x?access_token=" + valid, plain: true, secret: valid},
 		attackRequest{name: "token in ?token= only", path: "/x?token=" + valid, plain: true, secret: valid},
 	)
