@@ -6,9 +6,25 @@
 #   bench/run.sh [duration] [connections]     defaults: 10s 32
 #
 # STORE=memory measures the metered proxy on the memory store instead.
+# ALG=RS256 or ALG=ES256 verifies tokens signed with a public key instead of
+# HS256 (a hot caller's token is verified once, then served from the cache).
 . "$(dirname "$0")/lib.sh"
 duration=${1:-10s}
 conns=${2:-32}
+alg=${ALG:-HS256}
+jwt="hmac_secret $secret"
+case "$alg" in
+HS256) ;;
+RS256) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/key.pem" 2>/dev/null ;;
+ES256) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/key.pem" 2>/dev/null ;;
+*) echo "bench: ALG must be HS256, RS256 or ES256" >&2; exit 1 ;;
+esac
+if [ "$alg" != HS256 ]; then
+	openssl pkey -in "$work/key.pem" -pubout -out "$work/pub.pem"
+	jwt="public_key $work/pub.pem
+			issuer https://issuer.test/
+			audience https://api.test/"
+fi
 
 cat >"$work/upstream.caddy" <<CFG
 {
@@ -32,7 +48,7 @@ cat >"$work/metered.caddy" <<CFG
 	tollgate {
 		store $store
 		jwt {
-			hmac_secret $secret
+			$jwt
 		}
 	}
 }
@@ -47,6 +63,9 @@ wait_for "http://127.0.0.1:$plain_port/"
 wait_for "http://127.0.0.1:$metered_admin/config/"
 
 fund
+if [ "$alg" != HS256 ]; then
+	token=$(go run ./bench/mint -alg "$alg" -key "$work/key.pem" -sub bench)
+fi
 
 # run NAME PORT [ARGS…]: one wrk run, printed as "NAME req/s p50 p99".
 run() {

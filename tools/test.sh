@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
 # Runs every test: installs redis-server if it is missing (the tests start
-# their own servers), then go vet and go test -race.
+# their own servers), and Node.js, npm and the jose package that
+# TestJoseInterop mints tokens with, then go vet and go test -race.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+apt_updated=""
+# apt_install installs Debian packages, reading the package lists once.
+apt_install() {
+	if [ -z "$apt_updated" ]; then
+		$sudo apt-get update -qq
+		apt_updated=1
+	fi
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-	sudo=""
-	[ "$(id -u)" -eq 0 ] || sudo="sudo"
-	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server redis-tools >/dev/null
+	apt_install redis-server redis-tools
 fi
 # The tests start their own servers; a system service is not needed.
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	apt_install nodejs npm
+fi
+# jose, at the version auth/testdata/jose/package-lock.json pins.
+npm ci --silent --prefix auth/testdata/jose
 go vet ./...
 go test -race -count=1 "$@" ./...
