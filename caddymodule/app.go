@@ -248,6 +248,11 @@ func (a *App) Start() error {
 		}
 	}
 	a.warnChains()
+	if strings.Contains(a.Account, "{http.request.header.") {
+		a.logger.Warn("account comes from a request header: safe only when forward_auth sets it on every request that tollgate sees "+
+			"(put forward_auth at the top level of the site, without a matcher); otherwise a client can send the header itself",
+			zap.String("account", a.Account))
+	}
 	if a.jwks != nil {
 		// The key set is fetched in the background: requests wait for it,
 		// bounded, and caddy validate never fetches.
