@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
@@ -85,6 +86,10 @@ type jwksClient struct {
 
 	mu      sync.Mutex
 	refresh chan struct{} // closed when the fetch for an unknown kid ends
+
+	// waits counts the requests that waited for a fetch: those whose kid
+	// the set did not hold.
+	waits atomic.Int64
 }
 
 // newJWKSClient starts fetching u in the background.
@@ -140,6 +145,7 @@ func (c *jwksClient) key(kid string, wait time.Duration) (crypto.PublicKey, erro
 	if key, ok := c.held(kid); ok {
 		return key, nil
 	}
+	c.waits.Add(1)
 	select {
 	case <-c.fetch(kid):
 	case <-timer.C:

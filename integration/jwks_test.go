@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -217,3 +218,50 @@ func loadCaddyfile(t *testing.T, cfg string) {
 		t.Fatalf("loading:\n%s\n%v", js, err)
 	}
 }
+
+// TestJWKSIgnoresTokenKeyURLs sends tokens that point at an attacker's keys
+// (jku, x5u, an embedded jwk) to a gateway on a key set: each is refused,
+// and the attacker's server is never asked.
+func TestJWKSIgnoresTokenKeyURLs(t *testing.T) {
+	srv := redistest.Start(t)
+	idp := newJWKSServer(t)
+	idp.rotate(t, "k1")
+	var asked atomic.Int64
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { asked.Add(1) }))
+	defer attacker.Close()
+	g := jwksGateway(t, srv, idp.URL)
+	g.credit(t, "alice", 10)
+	waitFor(t, "the first fetch of the key set", func() bool {
+		resp, _ := g.do(t, "GET", "/x", idp.sign(t, "k1", "alice"))
+		return resp.StatusCode == http.StatusOK
+	})
+	pub := idp.stranger.PublicKey
+	for name, header := range map[string]map[string]any{
+		"jku":          {"jku": attacker.URL + "/jwks.json", "kid": "k1"},
+		"x5u":          {"x5u": attacker.URL + "/cert.pem", "kid": "k1"},
+		"embedded jwk": {"jwk": map[string]any{"kty": "EC", "crv": "P-256", "x": b64(pub.X.Bytes()), "y": b64(pub.Y.Bytes())}, "kid": "k1"},
+		"jku, new kid": {"jku": attacker.URL + "/jwks.json", "kid": "attacker"},
+	} {
+		tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+			"sub": "alice", "iss": "https://issuer.test/", "aud": "https://api.test/", "exp": time.Now().Add(time.Hour).Unix(),
+		})
+		for k, v := range header {
+			tok.Header[k] = v
+		}
+		signed, err := tok.SignedString(idp.stranger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body := g.do(t, "GET", "/x", signed)
+		expectStatus(t, name, resp, body, http.StatusUnauthorized)
+	}
+	if asked.Load() != 0 {
+		t.Errorf("the attacker's server was asked %d times", asked.Load())
+	}
+	if a := g.account(t, "alice"); a.Charged != 1 {
+		t.Errorf("account %+v: only the good request is charged", a)
+	}
+}
+
+// b64 encodes bytes as base64url without padding.
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
