@@ -248,11 +248,6 @@ func (a *App) Start() error {
 		}
 	}
 	a.warnChains()
-	if strings.Contains(a.Account, "{http.request.header.") {
-		a.logger.Warn("account comes from a request header: safe only when forward_auth sets it on every request that tollgate sees "+
-			"(put forward_auth at the top level of the site, without a matcher); otherwise a client can send the header itself",
-			zap.String("account", a.Account))
-	}
 	if a.jwks != nil {
 		// The key set is fetched in the background: requests wait for it,
 		// bounded, and caddy validate never fetches.
@@ -297,16 +292,24 @@ func (a *App) checkDemoSites() error {
 
 // warnChains warns about each server where one request can reach two
 // tollgate handlers: the first that runs prices the request, and the others
-// only pass it on, which is rarely what was meant.
+// only pass it on, which is rarely what was meant. With the account taken
+// from a request header, it also warns where a request can reach tollgate
+// without forward_auth having set that header first.
 func (a *App) warnChains() {
 	app, err := a.ctx.AppIfConfigured("http")
 	if err != nil {
 		return
 	}
+	header := strings.Contains(a.Account, "{http.request.header.")
 	for name, srv := range app.(*caddyhttp.App).Servers {
 		if n := maxTollgates(srv.Routes); n > 1 {
 			a.logger.Warn("one request can reach several tollgate handlers; the first that runs prices it, and the others pass it on",
 				zap.String("server", name), zap.Int("handlers", n))
+		}
+		if reached, _ := unguarded(srv.Routes, false); header && reached {
+			a.logger.Warn("the account comes from a request header, but a request can reach tollgate without forward_auth "+
+				"setting it first, so a client could send it itself: put forward_auth at the top level of the site, without a matcher",
+				zap.String("server", name), zap.String("account", a.Account))
 		}
 	}
 }

@@ -217,7 +217,11 @@ func loadCaddyfile(t *testing.T, cfg string) {
 	if err := caddy.Load(js, true); err != nil {
 		t.Fatalf("loading:\n%s\n%v", js, err)
 	}
+	lastJWKSConfig = js
 }
+
+// lastJWKSConfig is the JSON config loadCaddyfile loaded last.
+var lastJWKSConfig []byte
 
 // TestJWKSIgnoresTokenKeyURLs sends tokens that point at an attacker's keys
 // (jku, x5u, an embedded jwk) to a gateway on a key set: each is refused,
@@ -265,3 +269,29 @@ func TestJWKSIgnoresTokenKeyURLs(t *testing.T) {
 
 // b64 encodes bytes as base64url without padding.
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// TestJWKSSharedAcrossReloads reloads a gateway on a key set: the reloads
+// share its client, so the set is not fetched again.
+func TestJWKSSharedAcrossReloads(t *testing.T) {
+	srv := redistest.Start(t)
+	idp := newJWKSServer(t)
+	idp.rotate(t, "k1")
+	g := jwksGateway(t, srv, idp.URL)
+	g.credit(t, "alice", 100)
+	tok := idp.sign(t, "k1", "alice")
+	waitFor(t, "the first fetch of the key set", func() bool {
+		resp, _ := g.do(t, "GET", "/x", tok)
+		return resp.StatusCode == http.StatusOK
+	})
+	fetched := idp.fetches.Load()
+	for range 5 {
+		if err := caddy.Load(lastJWKSConfig, true); err != nil {
+			t.Fatal(err)
+		}
+		resp, body := g.do(t, "GET", "/x", tok)
+		expectStatus(t, "a request after a reload", resp, body, http.StatusOK)
+	}
+	if n := idp.fetches.Load() - fetched; n != 0 {
+		t.Errorf("5 reloads fetched the key set %d more times, want none", n)
+	}
+}
