@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto"
 	"sync"
 	"time"
 )
@@ -22,24 +23,25 @@ type cache struct {
 
 type cached struct {
 	account string
-	kid     string    // the key set's kid that verified it, if one did
-	expires time.Time // the token's exp plus the leeway
+	kid     string           // the key set's kid that verified it, if one did
+	key     crypto.PublicKey // and the key that kid named then
+	expires time.Time        // the token's exp plus the leeway
 }
 
 // get returns the account of a verified token that has not expired, and the
-// key set's kid that verified it.
-func (c *cache) get(token string, now time.Time) (account, kid string, ok bool) {
+// key set's kid and key that verified it.
+func (c *cache) get(token string, now time.Time) (account, kid string, key crypto.PublicKey, ok bool) {
 	c.mu.RLock()
 	e, ok := c.entries[token]
 	c.mu.RUnlock()
 	if !ok || !now.Before(e.expires) {
-		return "", "", false
+		return "", "", nil, false
 	}
-	return e.account, e.kid, true
+	return e.account, e.kid, e.key, true
 }
 
 // put remembers a verified token, evicting an arbitrary one when full.
-func (c *cache) put(token, account, kid string, expires time.Time) {
+func (c *cache) put(token, account, kid string, key crypto.PublicKey, expires time.Time) {
 	if len(token) > cacheTokenMax {
 		return
 	}
@@ -54,5 +56,5 @@ func (c *cache) put(token, account, kid string, expires time.Time) {
 			break
 		}
 	}
-	c.entries[token] = cached{account, kid, expires}
+	c.entries[token] = cached{account, kid, key, expires}
 }

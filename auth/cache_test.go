@@ -25,7 +25,7 @@ func TestCacheHonoursExpiry(t *testing.T) {
 	if account, err := v.Verify(token); err != nil || account != "alice" {
 		t.Fatalf("Verify: %q, %v", account, err)
 	}
-	if _, _, ok := v.cache.get(token, now); !ok {
+	if _, _, _, ok := v.cache.get(token, now); !ok {
 		t.Fatal("a verified token was not cached")
 	}
 	now = now.Add(35 * time.Second) // past exp, within the leeway of 30s
@@ -44,13 +44,13 @@ func TestCacheIsBounded(t *testing.T) {
 	var c cache
 	exp := time.Now().Add(time.Hour)
 	for i := range cacheEntries + 100 {
-		c.put(string(rune(i))+"-token", "a", "", exp)
+		c.put(string(rune(i))+"-token", "a", "", nil, exp)
 	}
 	if n := len(c.entries); n != cacheEntries {
 		t.Errorf("%d entries, want %d", n, cacheEntries)
 	}
-	c.put(string(make([]byte, cacheTokenMax+1)), "a", "", exp)
-	if _, _, ok := c.get(string(make([]byte, cacheTokenMax+1)), time.Now()); ok {
+	c.put(string(make([]byte, cacheTokenMax+1)), "a", "", nil, exp)
+	if _, _, _, ok := c.get(string(make([]byte, cacheTokenMax+1)), time.Now()); ok {
 		t.Error("a token over the size limit was cached")
 	}
 }

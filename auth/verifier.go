@@ -185,11 +185,22 @@ func (v *Verifier) Verify(token string) (string, error) {
 	if len(token) > MaxTokenSize {
 		return "", &Error{ReasonTooLarge}
 	}
-	if account, kid, ok := v.cache.get(token, v.now()); ok && (kid == "" || v.set.Has(kid)) {
+	if account, kid, key, ok := v.cache.get(token, v.now()); ok && (kid == "" || v.set.Has(kid, key)) {
 		return account, nil
 	}
 	claims := jwt.MapClaims{}
-	t, err := v.parser.ParseWithClaims(token, claims, v.keyfunc)
+	keyfunc := v.keyfunc
+	var setKey crypto.PublicKey // the key of the set that verified the token
+	if v.set != nil {
+		keyfunc = func(t *jwt.Token) (any, error) {
+			key, err := v.key(t)
+			if ks, ok := key.(jwt.VerificationKeySet); ok && v.fromSet(t) != "" && len(ks.Keys) == 1 {
+				setKey = ks.Keys[0]
+			}
+			return key, err
+		}
+	}
+	t, err := v.parser.ParseWithClaims(token, claims, keyfunc)
 	if exp, ok := claims["exp"].(float64); ok && exp >= meter.MaxAmount {
 		// Far beyond any real expiry, and beyond what converts to a time
 		// exactly.
@@ -211,7 +222,7 @@ func (v *Verifier) Verify(token string) (string, error) {
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		// A token verified by the key set is served from the cache only
 		// while the set still holds its key.
-		v.cache.put(token, account, v.fromSet(t), exp.Add(v.leeway))
+		v.cache.put(token, account, v.fromSet(t), setKey, exp.Add(v.leeway))
 	}
 	return account, nil
 }
@@ -265,7 +276,7 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 	if len(keys) == 0 && v.fromSet(t) != "" {
 		// A key of the set is bound to its family as a static key is: an
 		// RSA key never verifies an EC token, nor an HMAC one.
-		if key, err := v.set.Key(kid); err == nil && slices.Contains(family(key), alg) {
+		if key, err := v.set.Key(kid, alg); err == nil && slices.Contains(family(key), alg) {
 			keys = append(keys, key)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -131,8 +132,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Account != "" && a.JWT != nil {
 		return errors.New("tollgate takes jwt or account, not both")
 	}
-	if a.Account != "" && !strings.Contains(a.Account, "{") {
-		return fmt.Errorf("account must be a placeholder such as {http.auth.user.id}, not %q", a.Account)
+	if a.Account != "" && !accountPlaceholder.MatchString(a.Account) {
+		return fmt.Errorf("account must be one placeholder that an earlier handler sets: {http.auth.user.id}, "+
+			"{http.request.header.<Name>} (copied by forward_auth), {http.request.tls.client.<field>} or {http.vars.<name>}; not %q", a.Account)
 	}
 	if a.HoldExpiry != 0 && time.Duration(a.HoldExpiry) < MinHoldExpiry {
 		return fmt.Errorf("hold_expiry must be at least %s, not %s", MinHoldExpiry, time.Duration(a.HoldExpiry))
@@ -164,6 +166,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	return a.provisionStore(repl)
 }
+
+// accountPlaceholder is what account may be: a single placeholder for an
+// identity that a handler sets, never one the client chooses outright (a
+// query or a cookie), and never one with text around it, which would turn
+// an empty identity into a shared account.
+var accountPlaceholder = regexp.MustCompile(`^\{(http\.auth\.user\.[A-Za-z0-9_.-]+|http\.request\.header\.[A-Za-z0-9-]+|http\.request\.tls\.client\.[a-z_.]+|http\.vars\.[A-Za-z0-9_.-]+)\}$`)
 
 // tollgateApp returns the config's tollgate app for a handler named
 // directive, which identifies callers by jwt or account; tollgate_admin
@@ -300,15 +308,16 @@ func (a *App) warnChains() {
 	if err != nil {
 		return
 	}
-	header := strings.Contains(a.Account, "{http.request.header.")
+	header, fromHeader := strings.CutPrefix(strings.Trim(a.Account, "{}"), "http.request.header.")
 	for name, srv := range app.(*caddyhttp.App).Servers {
 		if n := maxTollgates(srv.Routes); n > 1 {
 			a.logger.Warn("one request can reach several tollgate handlers; the first that runs prices it, and the others pass it on",
 				zap.String("server", name), zap.Int("handlers", n))
 		}
-		if reached, _ := unguarded(srv.Routes, false); header && reached {
-			a.logger.Warn("the account comes from a request header, but a request can reach tollgate without forward_auth "+
-				"setting it first, so a client could send it itself: put forward_auth at the top level of the site, without a matcher",
+		if reached, _ := unguarded(srv.Routes, header, false); fromHeader && reached {
+			a.logger.Warn("the account comes from a request header, but a request can reach tollgate without a forward_auth "+
+				"replacing it first, so a client could send it itself: put forward_auth at the top level of the site, without a matcher, "+
+				"with the header in its copy_headers",
 				zap.String("server", name), zap.String("account", a.Account))
 		}
 	}

@@ -2,8 +2,11 @@ package caddymodule
 
 import (
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
 
@@ -41,13 +44,13 @@ func maxTollgates(routes caddyhttp.RouteList) int {
 }
 
 // unguarded reports whether a request can reach a tollgate handler in the
-// routes without a forward_auth having run for it first, unconditionally:
-// at the top level of its route list, in a route without matchers, before
-// the tollgate. guarded says one already has. It also returns whether one
-// has once the routes are through.
-func unguarded(routes caddyhttp.RouteList, guarded bool) (reached, guardedAfter bool) {
+// routes without a forward_auth that replaces header having run for it
+// first, unconditionally: in a route without matchers and outside any
+// group, before the tollgate. guarded says one already has. It also returns
+// whether one has once the routes are through.
+func unguarded(routes caddyhttp.RouteList, header string, guarded bool) (reached, guardedAfter bool) {
 	for _, route := range routes {
-		always := len(route.MatcherSets) == 0
+		always := len(route.MatcherSets) == 0 && route.Group == ""
 		inner := guarded
 		for _, handler := range route.Handlers {
 			switch h := handler.(type) {
@@ -56,12 +59,12 @@ func unguarded(routes caddyhttp.RouteList, guarded bool) (reached, guardedAfter 
 					return true, guarded
 				}
 			case *reverseproxy.Handler:
-				if isForwardAuth(h) && always {
+				if always && replaces(h, header) {
 					inner = true
 				}
 			case *caddyhttp.Subroute:
 				var after bool
-				if reached, after = unguarded(h.Routes, inner); reached {
+				if reached, after = unguarded(h.Routes, header, inner); reached {
 					return true, guarded
 				}
 				inner = inner || (always && after)
@@ -74,8 +77,22 @@ func unguarded(routes caddyhttp.RouteList, guarded bool) (reached, guardedAfter 
 	return false, guarded
 }
 
-// isForwardAuth reports a reverse_proxy that forward_auth made: it asks the
-// upstream with GET and handles the answer itself.
-func isForwardAuth(h *reverseproxy.Handler) bool {
-	return h.Rewrite != nil && h.Rewrite.Method == http.MethodGet && len(h.HandleResponse) > 0
+// replaces reports a reverse_proxy that forward_auth made (it asks the
+// upstream with GET and handles the answer itself) and that deletes the
+// client's header before copying the auth server's: copy_headers names it.
+func replaces(h *reverseproxy.Handler, header string) bool {
+	if h.Rewrite == nil || h.Rewrite.Method != http.MethodGet {
+		return false
+	}
+	for _, answer := range h.HandleResponse {
+		for _, route := range answer.Routes {
+			for _, handler := range route.Handlers {
+				if hh, ok := handler.(*headers.Handler); ok && hh.Request != nil &&
+					slices.ContainsFunc(hh.Request.Delete, func(d string) bool { return strings.EqualFold(d, header) }) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

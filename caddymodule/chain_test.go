@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
 )
@@ -41,7 +42,14 @@ func TestMaxTollgates(t *testing.T) {
 func TestUnguarded(t *testing.T) {
 	toll := func() caddyhttp.MiddlewareHandler { return new(Handler) }
 	auth := func() caddyhttp.MiddlewareHandler {
-		return &reverseproxy.Handler{Rewrite: &rewrite.Rewrite{Method: "GET"}, HandleResponse: []caddyhttp.ResponseHandler{{}}}
+		return &reverseproxy.Handler{Rewrite: &rewrite.Rewrite{Method: "GET"}, HandleResponse: []caddyhttp.ResponseHandler{{
+			Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{&headers.Handler{Request: &headers.HeaderOps{Delete: []string{"X-User"}}}}}},
+		}}}
+	}
+	otherHeader := func() caddyhttp.MiddlewareHandler {
+		return &reverseproxy.Handler{Rewrite: &rewrite.Rewrite{Method: "GET"}, HandleResponse: []caddyhttp.ResponseHandler{{
+			Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{&headers.Handler{Request: &headers.HeaderOps{Delete: []string{"Remote-User"}}}}}},
+		}}}
 	}
 	proxy := func() caddyhttp.MiddlewareHandler { return new(reverseproxy.Handler) }
 	sub := func(routes ...caddyhttp.Route) caddyhttp.MiddlewareHandler {
@@ -64,8 +72,10 @@ func TestUnguarded(t *testing.T) {
 		{"forward_auth inside a handle block", caddyhttp.RouteList{always(sub(matched(sub(always(auth()))))), always(toll())}, true},
 		{"a plain reverse_proxy is not forward_auth", caddyhttp.RouteList{always(proxy()), always(toll())}, true},
 		{"no tollgate", caddyhttp.RouteList{always(proxy())}, false},
+		{"forward_auth copying another header", caddyhttp.RouteList{always(otherHeader(), toll())}, true},
+		{"forward_auth in a group", caddyhttp.RouteList{{Group: "g", Handlers: []caddyhttp.MiddlewareHandler{auth()}}, always(toll())}, true},
 	} {
-		if got, _ := unguarded(c.routes, false); got != c.want {
+		if got, _ := unguarded(c.routes, "x-user", false); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}

@@ -78,11 +78,13 @@ var jwksClients = caddy.NewUsagePool()
 
 // jwksClient fetches one key set and keeps it fresh, in the background.
 type jwksClient struct {
-	ready   chan struct{} // closed once the first fetch is done, or failed
-	keys    keyfunc.Keyfunc
-	cancel  context.CancelFunc
-	timeout time.Duration
-	limit   *rate.Limiter
+	ready    chan struct{} // closed once a fetch gave keys, or the client stopped
+	keys     keyfunc.Keyfunc
+	ctx      context.Context // ends at Destruct
+	cancel   context.CancelFunc
+	stopKeys context.CancelFunc // ends the refreshes of the keys in use
+	timeout  time.Duration
+	limit    *rate.Limiter
 
 	mu      sync.Mutex
 	refresh chan struct{} // closed when the fetch for an unknown kid ends
@@ -95,27 +97,42 @@ type jwksClient struct {
 // newJWKSClient starts fetching u in the background.
 func newJWKSClient(u string, refresh, timeout time.Duration, logger *zap.Logger) *jwksClient {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &jwksClient{ready: make(chan struct{}), cancel: cancel, timeout: timeout,
+	c := &jwksClient{ready: make(chan struct{}), ctx: ctx, cancel: cancel, timeout: timeout,
 		limit: rate.NewLimiter(rate.Every(jwksUnknownKID), 1)}
 	go func() {
 		defer close(c.ready)
-		keys, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{u}, keyfunc.Override{
-			Client:            &http.Client{Timeout: timeout},
-			HTTPTimeout:       timeout,
-			RefreshInterval:   refresh,
-			RateLimitWaitMax:  timeout,
-			RefreshUnknownKID: c.limit,
-			RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
-				return func(_ context.Context, err error) {
-					logger.Error("fetching the jwks failed", zap.String("url", u), zap.Error(err))
+		// Until a fetch gives keys, try again with a growing pause: an
+		// identity provider down at start must not cost the unknown-kid
+		// allowance of the callers that arrive meanwhile.
+		for pause := time.Second; ; pause = min(2*pause, time.Minute) {
+			attempt, stop := context.WithCancel(ctx)
+			keys, err := keyfunc.NewDefaultOverrideCtx(attempt, []string{u}, keyfunc.Override{
+				Client:            &http.Client{Timeout: timeout},
+				HTTPTimeout:       timeout,
+				RefreshInterval:   refresh,
+				RateLimitWaitMax:  timeout,
+				RefreshUnknownKID: c.limit,
+				RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
+					return func(_ context.Context, err error) {
+						logger.Error("fetching the jwks failed", zap.String("url", u), zap.Error(err))
+					}
+				},
+			})
+			if err == nil {
+				if all, _ := keys.Storage().KeyReadAll(attempt); len(all) > 0 {
+					c.keys, c.stopKeys = keys, stop // its refreshes run until Destruct
+					return
 				}
-			},
-		})
-		if err != nil {
-			logger.Error("cannot use the jwks", zap.String("url", u), zap.Error(err))
-			return
+				err = errors.New("the key set holds no key")
+			}
+			stop()
+			logger.Error("cannot use the jwks yet; trying again", zap.String("url", u), zap.Duration("in", pause), zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
 		}
-		c.keys = keys
 	}()
 	return c
 }
@@ -123,6 +140,10 @@ func newJWKSClient(u string, refresh, timeout time.Duration, logger *zap.Logger)
 // Destruct stops the refreshes once no config uses the key set.
 func (c *jwksClient) Destruct() error {
 	c.cancel()
+	<-c.ready
+	if c.stopKeys != nil {
+		c.stopKeys()
+	}
 	return nil
 }
 
@@ -131,7 +152,7 @@ var errNoJWKS = errors.New("the jwks is not available")
 
 // key returns the key named kid, fetching the set again, at most once per
 // jwksUnknownKID, when it does not hold it. A request waits at most wait.
-func (c *jwksClient) key(kid string, wait time.Duration) (crypto.PublicKey, error) {
+func (c *jwksClient) key(kid, alg string, wait time.Duration) (crypto.PublicKey, error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
@@ -142,7 +163,7 @@ func (c *jwksClient) key(kid string, wait time.Duration) (crypto.PublicKey, erro
 	if c.keys == nil {
 		return nil, errNoJWKS
 	}
-	if key, ok := c.held(kid); ok {
+	if key, ok := c.held(kid, alg); ok {
 		return key, nil
 	}
 	c.waits.Add(1)
@@ -151,18 +172,27 @@ func (c *jwksClient) key(kid string, wait time.Duration) (crypto.PublicKey, erro
 	case <-timer.C:
 		return nil, errNoJWKS
 	}
-	if key, ok := c.held(kid); ok {
+	if key, ok := c.held(kid, alg); ok {
 		return key, nil
 	}
 	return nil, errNoJWKS
 }
 
-// held returns the key named kid if the set holds it now, without fetching.
-func (c *jwksClient) held(kid string) (crypto.PublicKey, bool) {
+// held returns the key named kid if the set holds it now, without fetching:
+// a key for signatures, declared for alg or for no algorithm (alg "" takes
+// any).
+func (c *jwksClient) held(kid, alg string) (crypto.PublicKey, bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // an unknown kid must not wait for, nor start, a fetch here
 	jwk, err := c.keys.Storage().KeyRead(ctx, kid)
 	if err != nil {
+		return nil, false
+	}
+	meta := jwk.Marshal()
+	if use := meta.USE.String(); use != "" && use != "sig" {
+		return nil, false
+	}
+	if a := meta.ALG.String(); alg != "" && a != "" && a != alg {
 		return nil, false
 	}
 	key := jwk.Key()
@@ -185,7 +215,7 @@ func (c *jwksClient) fetch(kid string) <-chan struct{} {
 	done := make(chan struct{})
 	c.refresh = done
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		ctx, cancel := context.WithTimeout(c.ctx, c.timeout)
 		defer cancel()
 		_, _ = c.keys.Storage().KeyRead(ctx, kid)
 		c.mu.Lock()
@@ -206,19 +236,19 @@ type jwksSource struct {
 	client *jwksClient
 }
 
-// Key returns the key named kid; see auth.KeySet.
-func (s *jwksSource) Key(kid string) (crypto.PublicKey, error) {
+// Key returns the key named kid for alg; see auth.KeySet.
+func (s *jwksSource) Key(kid, alg string) (crypto.PublicKey, error) {
 	s.mu.RLock()
 	c := s.client
 	s.mu.RUnlock()
 	if c == nil {
 		return nil, errNoJWKS
 	}
-	return c.key(kid, s.wait)
+	return c.key(kid, alg, s.wait)
 }
 
-// Has reports whether the set holds kid now; see auth.KeySet.
-func (s *jwksSource) Has(kid string) bool {
+// Has reports whether the set holds key under kid now; see auth.KeySet.
+func (s *jwksSource) Has(kid string, key crypto.PublicKey) bool {
 	s.mu.RLock()
 	c := s.client
 	s.mu.RUnlock()
@@ -233,8 +263,9 @@ func (s *jwksSource) Has(kid string) bool {
 	if c.keys == nil {
 		return false
 	}
-	_, ok := c.held(kid)
-	return ok
+	now, ok := c.held(kid, "")
+	same, comparable := now.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && comparable && same.Equal(key)
 }
 
 // connect takes the shared client of the key set, starting it if no config

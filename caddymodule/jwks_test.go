@@ -38,7 +38,7 @@ func TestJWKSWaits(t *testing.T) {
 
 	// The first fetch may take longer than a request waits; poll for it.
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		if _, err := c.key("k1", DefaultJWKSWait); err == nil {
+		if _, err := c.key("k1", "ES256", DefaultJWKSWait); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -48,7 +48,7 @@ func TestJWKSWaits(t *testing.T) {
 	c.waits.Store(0)
 	before := fetches.Load()
 	for range 1000 {
-		if _, err := c.key("k1", DefaultJWKSWait); err != nil {
+		if _, err := c.key("k1", "ES256", DefaultJWKSWait); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -56,7 +56,7 @@ func TestJWKSWaits(t *testing.T) {
 		t.Errorf("a known kid waited %d times, want never", w)
 	}
 	for i := range 1000 {
-		if _, err := c.key(fmt.Sprint("random-", i), DefaultJWKSWait); err == nil {
+		if _, err := c.key(fmt.Sprint("random-", i), "ES256", DefaultJWKSWait); err == nil {
 			t.Fatal("an unknown kid found a key")
 		}
 	}

@@ -295,3 +295,59 @@ func TestJWKSSharedAcrossReloads(t *testing.T) {
 		t.Errorf("5 reloads fetched the key set %d more times, want none", n)
 	}
 }
+
+// TestJWKSKeyReplacedUnderItsKid replaces the key behind a kid, as issuers
+// with a fixed kid rotate: a token cached under the old key is refused once
+// the set is fetched again.
+func TestJWKSKeyReplacedUnderItsKid(t *testing.T) {
+	srv := redistest.Start(t)
+	idp := newJWKSServer(t)
+	idp.rotate(t, "k1")
+	g := jwksGateway(t, srv, idp.URL)
+	g.credit(t, "alice", 10)
+	old := idp.sign(t, "k1", "alice")
+	waitFor(t, "the first fetch of the key set", func() bool {
+		resp, _ := g.do(t, "GET", "/x", old)
+		return resp.StatusCode == http.StatusOK
+	})
+	idp.rotate(t)       // k1 goes…
+	idp.rotate(t, "k1") // …and comes back with a new key
+	// A new kid makes the set be fetched again.
+	resp, body := g.do(t, "GET", "/x", idp.sign(t, "k2", "alice"))
+	expectStatus(t, "an unknown kid", resp, body, http.StatusUnauthorized)
+	resp, body = g.do(t, "GET", "/x", old)
+	expectStatus(t, "a cached token whose key was replaced", resp, body, http.StatusUnauthorized)
+	resp, body = g.do(t, "GET", "/x", idp.sign(t, "k1", "alice"))
+	expectStatus(t, "a token signed with the new key", resp, body, http.StatusOK)
+}
+
+// TestJWKSDownAtStart starts a gateway while the identity provider is down:
+// once it is back, good tokens are accepted, without waiting for the
+// unknown-kid allowance that the meantime's callers would have used up.
+func TestJWKSDownAtStart(t *testing.T) {
+	srv := redistest.Start(t)
+	idp := newJWKSServer(t)
+	idp.rotate(t, "k1")
+	var down atomic.Bool
+	down.Store(true)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		idp.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	g := jwksGateway(t, srv, front.URL)
+	g.credit(t, "alice", 10)
+	tok := idp.sign(t, "k1", "alice")
+	for range 3 {
+		resp, body := g.do(t, "GET", "/x", tok)
+		expectStatus(t, "a token while the provider is down", resp, body, http.StatusUnauthorized)
+	}
+	down.Store(false)
+	waitFor(t, "the key set to be fetched once the provider is back", func() bool {
+		resp, _ := g.do(t, "GET", "/x", tok)
+		return resp.StatusCode == http.StatusOK
+	})
+}
