@@ -178,13 +178,19 @@ func (c *jwksClient) key(kid, alg string, wait time.Duration) (crypto.PublicKey,
 	return nil, errNoJWKS
 }
 
+// cancelled is a context that has ended: a read with it of a kid the set
+// does not hold neither waits for, nor starts, a fetch.
+var cancelled = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
 // held returns the key named kid if the set holds it now, without fetching:
 // a key for signatures, declared for alg or for no algorithm (alg "" takes
 // any).
 func (c *jwksClient) held(kid, alg string) (crypto.PublicKey, bool) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // an unknown kid must not wait for, nor start, a fetch here
-	jwk, err := c.keys.Storage().KeyRead(ctx, kid)
+	jwk, err := c.keys.Storage().KeyRead(cancelled, kid)
 	if err != nil {
 		return nil, false
 	}

@@ -18,29 +18,11 @@ import (
 func TestAccountFromBasicAuth(t *testing.T) {
 	srv := redistest.Start(t)
 	up := newUpstream(t)
-	g := startGateway(t, srv, "tollgate 1\nreverse_proxy "+up.Listener.Addr().String(), "")
 	hash, err := bcrypt.GenerateFromPassword([]byte("open sesame"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := g.URL[len("http://127.0.0.1:"):]
-	admin := g.Admin[len("http://127.0.0.1:"):]
-	loadCaddyfile(t, fmt.Sprintf(`{
-	admin 127.0.0.1:%s
-	persist_config off
-	tollgate {
-		store redis {
-			url %s
-			prefix %s
-		}
-		account {http.auth.user.id}
-		signup_bonus 5
-	}
-}
-
-http://127.0.0.1:%s {
-	bind 127.0.0.1
-	handle /open/* {
+	g := startGatewayWith(t, srv, "account {http.auth.user.id}", fmt.Sprintf(`handle /open/* {
 		tollgate 1
 		respond "no identity"
 	}
@@ -49,9 +31,7 @@ http://127.0.0.1:%s {
 	}
 	tollgate_account /account/*
 	tollgate 2
-	reverse_proxy %s
-}
-`, admin, srv.URL(), g.prefix, port, hash, up.Listener.Addr().String()))
+	reverse_proxy %s`, hash, up.Listener.Addr().String()), "signup_bonus 5")
 
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:open sesame"))
 	resp, body := g.do(t, "GET", "/v1/x", "", "Authorization", basic)

@@ -24,14 +24,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tollgate-dev/tollgate/auth"
 	"github.com/tollgate-dev/tollgate/internal/jwtattack"
 	"github.com/tollgate-dev/tollgate/internal/redistest"
-	"github.com/tollgate-dev/tollgate/meter"
 )
 
 // attackReasons is the fixed phrase list a refused token is described by.
@@ -88,54 +85,6 @@ func attackNewKeys(t *testing.T) *attackKeys {
 		}
 	}
 	return k
-}
-
-// attackStartGateway is startGateway with jwtBlock as the body of the jwt
-// global option instead of the HMAC secret.
-func attackStartGateway(t *testing.T, srv *redistest.Server, jwtBlock, site string) *gateway {
-	t.Helper()
-	port, adminPort := freePort(t), freePort(t)
-	prefix := fmt.Sprintf("it%d", prefixes.Add(1))
-	cfg := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	persist_config off
-	tollgate {
-		store redis {
-			url %s
-			prefix %s
-		}
-		jwt {
-			%s
-		}
-	}
-}
-
-http://127.0.0.1:%d {
-	bind 127.0.0.1
-	%s
-}
-`, adminPort, srv.URL(), prefix, jwtBlock, port, site)
-	js, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
-	if err != nil {
-		t.Fatalf("adapting:\n%s\n%v", cfg, err)
-	}
-	if err := caddy.Load(js, true); err != nil {
-		t.Fatalf("loading:\n%s\n%v", js, err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
-	store, err := meter.NewRedis(meter.RedisOptions{URL: srv.URL(), Prefix: prefix, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	return &gateway{
-		prefix: prefix,
-		URL:    fmt.Sprintf("http://127.0.0.1:%d", port),
-		Admin:  fmt.Sprintf("http://127.0.0.1:%d", adminPort),
-		store:  store,
-		redis:  srv,
-		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 100}},
-	}
 }
 
 // attackStoreCalls returns the sum of the tollgate_store_duration_seconds
@@ -238,18 +187,20 @@ func TestAttackGateway(t *testing.T) {
 	k := attackNewKeys(t)
 	var evilHits atomic.Int64
 	evil := attackServer(t, k.evilRSA, &evilHits)
-	g := attackStartGateway(t, srv, fmt.Sprintf(`public_key %s r1
+	g := startGatewayWith(t, srv, fmt.Sprintf(`jwt {
+			public_key %s r1
 			public_key %s e1
 			public_key %s ed
 			algorithms RS256 ES256 EdDSA
 			issuer https://issuer.test/
-			audience https://api.test/`, k.files["rsa"], k.files["ec"], k.files["ed"]),
+			audience https://api.test/
+		}`, k.files["rsa"], k.files["ec"], k.files["ed"]),
 		`handle /metrics {
 		metrics
 	}
 	@api not path /metrics
 	tollgate @api 1
-	reverse_proxy `+up.Listener.Addr().String())
+	reverse_proxy `+up.Listener.Addr().String(), "")
 	g.credit(t, "alice", 100)
 
 	rs := func(kid string, claims map[string]any, header ...func(map[string]any)) string {

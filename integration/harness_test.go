@@ -119,9 +119,16 @@ var prefixes atomic.Int64
 // jwt.
 func startGateway(t *testing.T, srv *redistest.Server, site, globals string) *gateway {
 	t.Helper()
+	return startGatewayWith(t, srv, hmacJWT, site, globals)
+}
+
+// startGatewayWith is startGateway with identity, such as a jwt block or an
+// account line, in place of the HMAC jwt block.
+func startGatewayWith(t *testing.T, srv *redistest.Server, identity, site, globals string) *gateway {
+	t.Helper()
 	port, adminPort := freePort(t), freePort(t)
 	prefix := fmt.Sprintf("it%d", prefixes.Add(1))
-	cfg := gatewayConfig(srv, prefix, adminPort, port, site, globals)
+	cfg := identityConfig(srv, prefix, adminPort, port, identity, site, globals)
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	js, _, err := adapter.Adapt([]byte(cfg), nil)
 	if err != nil {
@@ -147,9 +154,23 @@ func startGateway(t *testing.T, srv *redistest.Server, site, globals string) *ga
 	}
 }
 
+// hmacJWT identifies the callers of the gateways under test: HS256 tokens
+// with the test secret, issuer and audience.
+var hmacJWT = fmt.Sprintf(`jwt {
+			hmac_secret %s
+			issuer https://issuer.test/
+			audience https://api.test/
+		}`, secret)
+
 // gatewayConfig is the Caddyfile of a gateway on Redis with keys under
 // prefix, listening on port, with site as its metered site's body.
 func gatewayConfig(srv *redistest.Server, prefix string, adminPort, port int, site, globals string) string {
+	return identityConfig(srv, prefix, adminPort, port, hmacJWT, site, globals)
+}
+
+// identityConfig is gatewayConfig with identity in place of the HMAC jwt
+// block.
+func identityConfig(srv *redistest.Server, prefix string, adminPort, port int, identity, site, globals string) string {
 	return fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	persist_config off
@@ -158,11 +179,7 @@ func gatewayConfig(srv *redistest.Server, prefix string, adminPort, port int, si
 			url %s
 			prefix %s
 		}
-		jwt {
-			hmac_secret %s
-			issuer https://issuer.test/
-			audience https://api.test/
-		}
+		%s
 		%s
 	}
 }
@@ -171,7 +188,7 @@ http://127.0.0.1:%d {
 	bind 127.0.0.1
 	%s
 }
-`, adminPort, srv.URL(), prefix, secret, globals, port, site)
+`, adminPort, srv.URL(), prefix, identity, globals, port, site)
 }
 
 // freePort returns a port nothing listens on now.

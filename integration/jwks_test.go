@@ -16,7 +16,6 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tollgate-dev/tollgate/internal/redistest"
@@ -107,35 +106,11 @@ func (s *jwksServer) sign(t *testing.T, kid, account string) string {
 func jwksGateway(t *testing.T, srv *redistest.Server, url string) *gateway {
 	t.Helper()
 	up := newUpstream(t)
-	g := startGateway(t, srv, "tollgate 1\nreverse_proxy "+up.Listener.Addr().String(), "")
-	// startGateway's config verifies HMAC tokens; load the same gateway with
-	// the key set instead.
-	port := g.URL[len("http://127.0.0.1:"):]
-	admin := g.Admin[len("http://127.0.0.1:"):]
-	cfg := fmt.Sprintf(`{
-	admin 127.0.0.1:%s
-	persist_config off
-	tollgate {
-		store redis {
-			url %s
-			prefix %s
-		}
-		jwt {
-			jwks %s
+	return startGatewayWith(t, srv, `jwt {
+			jwks `+url+`
 			issuer https://issuer.test/
 			audience https://api.test/
-		}
-	}
-}
-
-http://127.0.0.1:%s {
-	bind 127.0.0.1
-	tollgate 1
-	reverse_proxy %s
-}
-`, admin, srv.URL(), g.prefix, url, port, up.Listener.Addr().String())
-	loadCaddyfile(t, cfg)
-	return g
+		}`, "tollgate 1\nreverse_proxy "+up.Listener.Addr().String(), "")
 }
 
 func TestJWKSRotation(t *testing.T) {
@@ -146,10 +121,7 @@ func TestJWKSRotation(t *testing.T) {
 	g.credit(t, "alice", 1000)
 
 	old := idp.sign(t, "k1", "alice")
-	waitFor(t, "the first fetch of the key set", func() bool {
-		resp, _ := g.do(t, "GET", "/x", old)
-		return resp.StatusCode == http.StatusOK
-	})
+	waitAccepted(t, g, old, "the first fetch of the key set")
 	fetched := idp.fetches.Load()
 
 	// The provider rotates: k1 goes, k2 comes. A token by k2 makes the set
@@ -206,23 +178,6 @@ func TestJWKSRotation(t *testing.T) {
 	}
 }
 
-// loadCaddyfile loads a Caddyfile into this process's Caddy, in place of
-// the running config.
-func loadCaddyfile(t *testing.T, cfg string) {
-	t.Helper()
-	js, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
-	if err != nil {
-		t.Fatalf("adapting:\n%s\n%v", cfg, err)
-	}
-	if err := caddy.Load(js, true); err != nil {
-		t.Fatalf("loading:\n%s\n%v", js, err)
-	}
-	lastJWKSConfig = js
-}
-
-// lastJWKSConfig is the JSON config loadCaddyfile loaded last.
-var lastJWKSConfig []byte
-
 // TestJWKSIgnoresTokenKeyURLs sends tokens that point at an attacker's keys
 // (jku, x5u, an embedded jwk) to a gateway on a key set: each is refused,
 // and the attacker's server is never asked.
@@ -235,10 +190,7 @@ func TestJWKSIgnoresTokenKeyURLs(t *testing.T) {
 	defer attacker.Close()
 	g := jwksGateway(t, srv, idp.URL)
 	g.credit(t, "alice", 10)
-	waitFor(t, "the first fetch of the key set", func() bool {
-		resp, _ := g.do(t, "GET", "/x", idp.sign(t, "k1", "alice"))
-		return resp.StatusCode == http.StatusOK
-	})
+	waitAccepted(t, g, idp.sign(t, "k1", "alice"), "the first fetch of the key set")
 	pub := idp.stranger.PublicKey
 	for name, header := range map[string]map[string]any{
 		"jku":          {"jku": attacker.URL + "/jwks.json", "kid": "k1"},
@@ -279,13 +231,10 @@ func TestJWKSSharedAcrossReloads(t *testing.T) {
 	g := jwksGateway(t, srv, idp.URL)
 	g.credit(t, "alice", 100)
 	tok := idp.sign(t, "k1", "alice")
-	waitFor(t, "the first fetch of the key set", func() bool {
-		resp, _ := g.do(t, "GET", "/x", tok)
-		return resp.StatusCode == http.StatusOK
-	})
+	waitAccepted(t, g, tok, "the first fetch of the key set")
 	fetched := idp.fetches.Load()
 	for range 5 {
-		if err := caddy.Load(lastJWKSConfig, true); err != nil {
+		if err := caddy.Load(lastConfig, true); err != nil {
 			t.Fatal(err)
 		}
 		resp, body := g.do(t, "GET", "/x", tok)
@@ -306,10 +255,7 @@ func TestJWKSKeyReplacedUnderItsKid(t *testing.T) {
 	g := jwksGateway(t, srv, idp.URL)
 	g.credit(t, "alice", 10)
 	old := idp.sign(t, "k1", "alice")
-	waitFor(t, "the first fetch of the key set", func() bool {
-		resp, _ := g.do(t, "GET", "/x", old)
-		return resp.StatusCode == http.StatusOK
-	})
+	waitAccepted(t, g, old, "the first fetch of the key set")
 	idp.rotate(t)       // k1 goes…
 	idp.rotate(t, "k1") // …and comes back with a new key
 	// A new kid makes the set be fetched again.
@@ -346,7 +292,14 @@ func TestJWKSDownAtStart(t *testing.T) {
 		expectStatus(t, "a token while the provider is down", resp, body, http.StatusUnauthorized)
 	}
 	down.Store(false)
-	waitFor(t, "the key set to be fetched once the provider is back", func() bool {
+	waitAccepted(t, g, tok, "the key set to be fetched once the provider is back")
+}
+
+// waitAccepted polls the gateway with tok until it is accepted, as it is
+// once the key set has been fetched.
+func waitAccepted(t *testing.T, g *gateway, tok, what string) {
+	t.Helper()
+	waitFor(t, what, func() bool {
 		resp, _ := g.do(t, "GET", "/x", tok)
 		return resp.StatusCode == http.StatusOK
 	})
