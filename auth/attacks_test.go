@@ -1,14 +1,10 @@
 package auth_test
 
 import (
-	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -16,8 +12,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -46,66 +40,11 @@ var attackReasons = []string{
 	auth.ReasonIssuer, auth.ReasonAudience, auth.ReasonBadAccount, auth.ReasonInvalidToken,
 }
 
-// attackKeys holds the issuer's keys, an attacker's keys, and the forms of
-// the issuer's RSA public key that the key confusion attack uses as an HMAC
-// secret.
-type attackKeys struct {
-	rsa     *rsa.PrivateKey   // configured with kid r1
-	rsa2    *rsa.PrivateKey   // configured without a kid
-	ec      *ecdsa.PrivateKey // P-256, configured with kid e1
-	ed      ed25519.PrivateKey
-	evilRSA *rsa.PrivateKey
-	evilEC  *ecdsa.PrivateKey
-	rsaPEM  []byte // the PEM file the verifier's key was read from
-	rsaDER  []byte // the same key as PKIX DER
-	files   map[string]string
-}
-
-// attackNewKeys generates the keys and writes the issuer's public keys to PEM
-// files in a temporary directory.
-func attackNewKeys(t *testing.T) *attackKeys {
-	t.Helper()
-	k := &attackKeys{files: map[string]string{}}
-	var err error
-	for _, p := range []**rsa.PrivateKey{&k.rsa, &k.rsa2, &k.evilRSA} {
-		if *p, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, p := range []**ecdsa.PrivateKey{&k.ec, &k.evilEC} {
-		if *p, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, k.ed, err = ed25519.GenerateKey(rand.Reader); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	for name, pub := range map[string]crypto.PublicKey{
-		"rsa": &k.rsa.PublicKey, "rsa2": &k.rsa2.PublicKey, "ec": &k.ec.PublicKey, "ed": k.ed.Public(),
-	} {
-		der, err := x509.MarshalPKIXPublicKey(pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-		path := filepath.Join(dir, name+".pem")
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		k.files[name] = path
-		if name == "rsa" {
-			k.rsaPEM, k.rsaDER = data, der
-		}
-	}
-	return k
-}
-
 // attackLoad reads the public key in the named PEM file, as the jwt block's
 // public_key does.
-func attackLoad(t *testing.T, k *attackKeys, name, kid string) auth.PublicKey {
+func attackLoad(t *testing.T, k *jwtattack.Keys, name, kid string) auth.PublicKey {
 	t.Helper()
-	key, err := auth.LoadPublicKey(k.files[name])
+	key, err := auth.LoadPublicKey(k.Files[name])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,8 +108,8 @@ func attackOne(reason string) []string { return []string{reason} }
 // each must be an *auth.Error whose description is a fixed phrase, the
 // right one where the attack has one, and never holds the token.
 func TestAttackTokensAreRefused(t *testing.T) {
-	k := attackNewKeys(t)
-	evil := attackNewServer(t, k.evilRSA)
+	k := jwtattack.NewKeys(t)
+	evil := attackNewServer(t, k.EvilRSA)
 
 	// The issuer's static keys, with the families' default algorithms.
 	pub := attackVerifier(t, auth.Config{PublicKeys: []auth.PublicKey{
@@ -183,10 +122,10 @@ func TestAttackTokensAreRefused(t *testing.T) {
 	hmacOnly := attackVerifier(t, auth.Config{HMACSecret: attackSecret})
 
 	rs := func(kid string, claims map[string]any, header ...func(map[string]any)) string {
-		return jwtattack.Sign(t, jwt.SigningMethodRS256, k.rsa, jwtattack.Header(jwt.SigningMethodRS256, kid, header...), claims)
+		return jwtattack.Sign(t, jwt.SigningMethodRS256, k.RSA, jwtattack.Header(jwt.SigningMethodRS256, kid, header...), claims)
 	}
 	evilRS := func(kid string, header ...func(map[string]any)) string {
-		return jwtattack.Sign(t, jwt.SigningMethodRS256, k.evilRSA, jwtattack.Header(jwt.SigningMethodRS256, kid, header...), jwtattack.Claims())
+		return jwtattack.Sign(t, jwt.SigningMethodRS256, k.EvilRSA, jwtattack.Header(jwt.SigningMethodRS256, kid, header...), jwtattack.Claims())
 	}
 	hs := func(key []byte, kid string) string {
 		return jwtattack.Sign(t, jwt.SigningMethodHS256, key, jwtattack.Header(jwt.SigningMethodHS256, kid), jwtattack.Claims())
@@ -207,7 +146,7 @@ func TestAttackTokensAreRefused(t *testing.T) {
 			}
 		}
 	}
-	add("no alg", pub, jwtattack.Sign(t, jwt.SigningMethodRS256, k.rsa, jwtattack.Header(jwt.SigningMethodRS256, "r1", jwtattack.Drop("alg")), jwtattack.Claims()), attackOne(auth.ReasonAlgorithm))
+	add("no alg", pub, jwtattack.Sign(t, jwt.SigningMethodRS256, k.RSA, jwtattack.Header(jwt.SigningMethodRS256, "r1", jwtattack.Drop("alg")), jwtattack.Claims()), attackOne(auth.ReasonAlgorithm))
 
 	// HS256 signed with the RSA public key as the secret.
 	for _, v := range []struct {
@@ -215,7 +154,7 @@ func TestAttackTokensAreRefused(t *testing.T) {
 		v    *auth.Verifier
 		want string
 	}{{"public keys", pub, auth.ReasonAlgorithm}, {"RS256 only", rs256, auth.ReasonAlgorithm}, {"hmac and RSA", mixed, auth.ReasonSignature}} {
-		for form, key := range map[string][]byte{"PEM": k.rsaPEM, "DER": k.rsaDER} {
+		for form, key := range map[string][]byte{"PEM": k.RSAPEM, "DER": k.RSADER} {
 			add(fmt.Sprintf("HS256 with the public key's %s, %s", form, v.name), v.v, hs(key, "r1"), attackOne(v.want))
 			add(fmt.Sprintf("HS256 with the public key's %s, no kid, %s", form, v.name), v.v, hs(key, ""), attackOne(v.want))
 		}
@@ -223,23 +162,23 @@ func TestAttackTokensAreRefused(t *testing.T) {
 
 	// Empty and mis-encoded signatures.
 	add("RS256, empty signature", pub, jwtattack.StripSignature(claim()), attackOne(auth.ReasonSignature))
-	add("PS256, empty signature", pub, jwtattack.StripSignature(jwtattack.Sign(t, jwt.SigningMethodPS256, k.rsa, jwtattack.Header(jwt.SigningMethodPS256, "r1"), jwtattack.Claims())), attackOne(auth.ReasonSignature))
-	es := jwtattack.Sign(t, jwt.SigningMethodES256, k.ec, jwtattack.Header(jwt.SigningMethodES256, "e1"), jwtattack.Claims())
+	add("PS256, empty signature", pub, jwtattack.StripSignature(jwtattack.Sign(t, jwt.SigningMethodPS256, k.RSA, jwtattack.Header(jwt.SigningMethodPS256, "r1"), jwtattack.Claims())), attackOne(auth.ReasonSignature))
+	es := jwtattack.Sign(t, jwt.SigningMethodES256, k.EC, jwtattack.Header(jwt.SigningMethodES256, "e1"), jwtattack.Claims())
 	add("ES256, empty signature", pub, jwtattack.StripSignature(es), attackOne(auth.ReasonSignature))
-	add("EdDSA, empty signature", pub, jwtattack.StripSignature(jwtattack.Sign(t, jwt.SigningMethodEdDSA, k.ed, jwtattack.Header(jwt.SigningMethodEdDSA, "ed"), jwtattack.Claims())), attackOne(auth.ReasonSignature))
+	add("EdDSA, empty signature", pub, jwtattack.StripSignature(jwtattack.Sign(t, jwt.SigningMethodEdDSA, k.Ed, jwtattack.Header(jwt.SigningMethodEdDSA, "ed"), jwtattack.Claims())), attackOne(auth.ReasonSignature))
 	add("HS256, empty signature", hmacOnly, jwtattack.StripSignature(hs(attackSecret, "")), attackOne(auth.ReasonSignature))
 	add("two segments", pub, strings.TrimSuffix(jwtattack.StripSignature(claim()), "."), attackOne(auth.ReasonMalformed))
 	esInput := es[:strings.LastIndexByte(es, '.')]
 	digest := sha256.Sum256([]byte(esInput))
-	asn1Sig, err := ecdsa.SignASN1(rand.Reader, k.ec, digest[:])
+	asn1Sig, err := ecdsa.SignASN1(rand.Reader, k.EC, digest[:])
 	if err != nil {
 		t.Fatal(err)
 	}
 	add("ES256, DER (ASN.1) signature", pub, esInput+"."+base64.RawURLEncoding.EncodeToString(asn1Sig), attackOne(auth.ReasonSignature))
 
 	// An algorithm outside the allow-list, though the key could verify it.
-	add("PS256 when only RS256 is allowed", rs256, jwtattack.Sign(t, jwt.SigningMethodPS256, k.rsa, jwtattack.Header(jwt.SigningMethodPS256, "r1"), jwtattack.Claims()), attackOne(auth.ReasonAlgorithm))
-	add("PS512 when only RS256 is allowed", rs256, jwtattack.Sign(t, jwt.SigningMethodPS512, k.rsa, jwtattack.Header(jwt.SigningMethodPS512, "r1"), jwtattack.Claims()), attackOne(auth.ReasonAlgorithm))
+	add("PS256 when only RS256 is allowed", rs256, jwtattack.Sign(t, jwt.SigningMethodPS256, k.RSA, jwtattack.Header(jwt.SigningMethodPS256, "r1"), jwtattack.Claims()), attackOne(auth.ReasonAlgorithm))
+	add("PS512 when only RS256 is allowed", rs256, jwtattack.Sign(t, jwt.SigningMethodPS512, k.RSA, jwtattack.Header(jwt.SigningMethodPS512, "r1"), jwtattack.Claims()), attackOne(auth.ReasonAlgorithm))
 
 	// kid injection. Signed with the issuer's own key, so that the kid is
 	// the only thing wrong.
@@ -258,9 +197,9 @@ func TestAttackTokensAreRefused(t *testing.T) {
 	add("jku to the attacker's JWKS, no kid", pub, evilRS("", jwtattack.Set("jku", evil.URL+"/jwks.json")), attackOne(auth.ReasonSignature))
 	add("jku to the attacker's JWKS, the issuer's kid", pub, evilRS("r1", jwtattack.Set("jku", evil.URL+"/jwks.json")), attackOne(auth.ReasonSignature))
 	add("x5u to the attacker's certificate", pub, evilRS("", jwtattack.Set("x5u", evil.URL+"/cert.pem")), attackOne(auth.ReasonSignature))
-	add("embedded jwk", pub, evilRS("", jwtattack.Set("jwk", jwtattack.RSAJWK(&k.evilRSA.PublicKey, ""))), attackOne(auth.ReasonSignature))
-	add("embedded jwk, the issuer's kid", pub, evilRS("r1", jwtattack.Set("jwk", jwtattack.RSAJWK(&k.evilRSA.PublicKey, "r1"))), attackOne(auth.ReasonSignature))
-	add("embedded x5c", pub, evilRS("", jwtattack.Set("x5c", []string{base64.StdEncoding.EncodeToString(jwtattack.Cert(t, k.evilRSA))})), attackOne(auth.ReasonSignature))
+	add("embedded jwk", pub, evilRS("", jwtattack.Set("jwk", jwtattack.RSAJWK(&k.EvilRSA.PublicKey, ""))), attackOne(auth.ReasonSignature))
+	add("embedded jwk, the issuer's kid", pub, evilRS("r1", jwtattack.Set("jwk", jwtattack.RSAJWK(&k.EvilRSA.PublicKey, "r1"))), attackOne(auth.ReasonSignature))
+	add("embedded x5c", pub, evilRS("", jwtattack.Set("x5c", []string{base64.StdEncoding.EncodeToString(jwtattack.Cert(t, k.EvilRSA))})), attackOne(auth.ReasonSignature))
 
 	// crit names an extension the verifier does not understand (RFC 7515
 	// §4.1.11): refused, even signed with the issuer's key.
@@ -301,16 +240,16 @@ func TestAttackTokensAreRefused(t *testing.T) {
 	hdr := jwtattack.Header(jwt.SigningMethodRS256, "r1")
 	payload := jwtattack.Segment(t, jwtattack.Claims())
 	stdHeader := jwtattack.StdSegment(t, jwtattack.Header(jwt.SigningMethodRS256, "r1"))
-	add("header with '+' and '/'", pub, jwtattack.RS256Over(t, k.rsa, stdHeader+"."+payload, base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
-	add("payload with '+' and '/'", pub, jwtattack.RS256Over(t, k.rsa, jwtattack.Segment(t, hdr)+"."+jwtattack.StdSegment(t, jwtattack.Claims()), base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
-	add("header with '=' padding", pub, jwtattack.RS256Over(t, k.rsa, jwtattack.PaddedSegment(t, jwtattack.Header(jwt.SigningMethodRS256, "r1"))+"."+payload, base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
-	add("payload with '=' padding", pub, jwtattack.RS256Over(t, k.rsa, jwtattack.Segment(t, hdr)+"."+jwtattack.PaddedSegment(t, jwtattack.Claims()), base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
-	add("signature with '=' padding", pub, jwtattack.RS256Over(t, k.rsa, jwtattack.Segment(t, hdr)+"."+payload, base64.URLEncoding), attackOne(auth.ReasonMalformed))
-	add("signature with '+' or '/'", pub, jwtattack.StdSignature(t, k.rsa, "r1"), attackOne(auth.ReasonMalformed))
+	add("header with '+' and '/'", pub, jwtattack.RS256Over(t, k.RSA, stdHeader+"."+payload, base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
+	add("payload with '+' and '/'", pub, jwtattack.RS256Over(t, k.RSA, jwtattack.Segment(t, hdr)+"."+jwtattack.StdSegment(t, jwtattack.Claims()), base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
+	add("header with '=' padding", pub, jwtattack.RS256Over(t, k.RSA, jwtattack.PaddedSegment(t, jwtattack.Header(jwt.SigningMethodRS256, "r1"))+"."+payload, base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
+	add("payload with '=' padding", pub, jwtattack.RS256Over(t, k.RSA, jwtattack.Segment(t, hdr)+"."+jwtattack.PaddedSegment(t, jwtattack.Claims()), base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
+	add("signature with '=' padding", pub, jwtattack.RS256Over(t, k.RSA, jwtattack.Segment(t, hdr)+"."+payload, base64.URLEncoding), attackOne(auth.ReasonMalformed))
+	add("signature with '+' or '/'", pub, jwtattack.StdSignature(t, k.RSA, "r1"), attackOne(auth.ReasonMalformed))
 	add("JWE-shaped, five segments", pub, claim()+".e30.e30", attackOne(auth.ReasonMalformed))
 
 	// Size.
-	add("8 KiB + 1 byte", pub, jwtattack.Sized(t, k.rsa, "r1", auth.MaxTokenSize+1), attackOne(auth.ReasonTooLarge))
+	add("8 KiB + 1 byte", pub, jwtattack.Sized(t, k.RSA, "r1", auth.MaxTokenSize+1), attackOne(auth.ReasonTooLarge))
 
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -349,7 +288,7 @@ func TestAttackTokensAreRefused(t *testing.T) {
 // holds the audience. They show the verifiers refuse the attacks for the
 // attack, not for their set-up.
 func TestAttackLookalikesAreAccepted(t *testing.T) {
-	k := attackNewKeys(t)
+	k := jwtattack.NewKeys(t)
 	pub := attackVerifier(t, auth.Config{PublicKeys: []auth.PublicKey{
 		attackLoad(t, k, "rsa", "r1"), attackLoad(t, k, "rsa2", ""), attackLoad(t, k, "ec", "e1"), attackLoad(t, k, "ed", "ed"),
 	}})
@@ -358,7 +297,7 @@ func TestAttackLookalikesAreAccepted(t *testing.T) {
 	now := time.Now()
 	long := strings.Repeat("a", 128)
 	claim := func(edit ...func(map[string]any)) string {
-		return jwtattack.Sign(t, jwt.SigningMethodRS256, k.rsa, jwtattack.Header(jwt.SigningMethodRS256, "r1"), jwtattack.Claims(edit...))
+		return jwtattack.Sign(t, jwt.SigningMethodRS256, k.RSA, jwtattack.Header(jwt.SigningMethodRS256, "r1"), jwtattack.Claims(edit...))
 	}
 
 	for _, c := range []struct {
@@ -368,14 +307,14 @@ func TestAttackLookalikesAreAccepted(t *testing.T) {
 		account string
 	}{
 		{"RS256 with kid", pub, claim(), "alice"},
-		{"RS256 without kid", pub, jwtattack.Sign(t, jwt.SigningMethodRS256, k.rsa2, jwtattack.Header(jwt.SigningMethodRS256, ""), jwtattack.Claims()), "alice"},
+		{"RS256 without kid", pub, jwtattack.Sign(t, jwt.SigningMethodRS256, k.RSA2, jwtattack.Header(jwt.SigningMethodRS256, ""), jwtattack.Claims()), "alice"},
 		{"RS256, RS256 only", rs256, claim(), "alice"},
-		{"PS256", pub, jwtattack.Sign(t, jwt.SigningMethodPS256, k.rsa, jwtattack.Header(jwt.SigningMethodPS256, "r1"), jwtattack.Claims()), "alice"},
-		{"ES256", pub, jwtattack.Sign(t, jwt.SigningMethodES256, k.ec, jwtattack.Header(jwt.SigningMethodES256, "e1"), jwtattack.Claims()), "alice"},
-		{"EdDSA", pub, jwtattack.Sign(t, jwt.SigningMethodEdDSA, k.ed, jwtattack.Header(jwt.SigningMethodEdDSA, "ed"), jwtattack.Claims()), "alice"},
+		{"PS256", pub, jwtattack.Sign(t, jwt.SigningMethodPS256, k.RSA, jwtattack.Header(jwt.SigningMethodPS256, "r1"), jwtattack.Claims()), "alice"},
+		{"ES256", pub, jwtattack.Sign(t, jwt.SigningMethodES256, k.EC, jwtattack.Header(jwt.SigningMethodES256, "e1"), jwtattack.Claims()), "alice"},
+		{"EdDSA", pub, jwtattack.Sign(t, jwt.SigningMethodEdDSA, k.Ed, jwtattack.Header(jwt.SigningMethodEdDSA, "ed"), jwtattack.Claims()), "alice"},
 		{"HS256 next to an RSA key", mixed, jwtattack.Sign(t, jwt.SigningMethodHS256, attackSecret, jwtattack.Header(jwt.SigningMethodHS256, ""), jwtattack.Claims()), "alice"},
 		{"exp fractional, in the future", pub, claim(jwtattack.Set("exp", float64(now.Add(time.Hour).Unix())+0.5)), "alice"},
-		{"exactly 8 KiB", pub, jwtattack.Sized(t, k.rsa, "r1", auth.MaxTokenSize), "alice"},
+		{"exactly 8 KiB", pub, jwtattack.Sized(t, k.RSA, "r1", auth.MaxTokenSize), "alice"},
 		{"nbf within the leeway", pub, claim(jwtattack.Set("nbf", now.Add(10*time.Second).Unix())), "alice"},
 		{"sub of 128 bytes", pub, claim(jwtattack.Set("sub", long)), long},
 		{"aud an array holding the audience", pub, claim(jwtattack.Set("aud", []string{"https://other.test/", attackAudience})), "alice"},

@@ -2,21 +2,15 @@ package integration
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,55 +30,6 @@ var attackReasons = []string{
 	auth.ReasonMalformed, auth.ReasonTooLarge, auth.ReasonAlgorithm, auth.ReasonUnknownKey,
 	auth.ReasonSignature, auth.ReasonExpired, auth.ReasonNoExpiry, auth.ReasonNotYetValid,
 	auth.ReasonIssuer, auth.ReasonAudience, auth.ReasonBadAccount, auth.ReasonInvalidToken,
-}
-
-// attackKeys holds the issuer's keys, an attacker's key, and the forms of
-// the issuer's RSA public key that the key confusion attack uses as an HMAC
-// secret.
-type attackKeys struct {
-	rsa     *rsa.PrivateKey   // public_key … r1
-	ec      *ecdsa.PrivateKey // P-256, public_key … e1
-	ed      ed25519.PrivateKey
-	evilRSA *rsa.PrivateKey
-	rsaPEM  []byte // the PEM file the gateway reads
-	rsaDER  []byte // the same key as PKIX DER
-	files   map[string]string
-}
-
-// attackNewKeys generates the keys and writes the issuer's public keys to PEM
-// files in a temporary directory.
-func attackNewKeys(t *testing.T) *attackKeys {
-	t.Helper()
-	k := &attackKeys{files: map[string]string{}}
-	var err error
-	for _, p := range []**rsa.PrivateKey{&k.rsa, &k.evilRSA} {
-		if *p, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if k.ec, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-		t.Fatal(err)
-	}
-	if _, k.ed, err = ed25519.GenerateKey(rand.Reader); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	for name, pub := range map[string]crypto.PublicKey{"rsa": &k.rsa.PublicKey, "ec": &k.ec.PublicKey, "ed": k.ed.Public()} {
-		der, err := x509.MarshalPKIXPublicKey(pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-		path := filepath.Join(dir, name+".pem")
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		k.files[name] = path
-		if name == "rsa" {
-			k.rsaPEM, k.rsaDER = data, der
-		}
-	}
-	return k
 }
 
 // attackStoreCalls returns the sum of the tollgate_store_duration_seconds
@@ -184,9 +129,9 @@ func attackOne(reason string) []string { return []string{reason} }
 func TestAttackGateway(t *testing.T) {
 	srv := redistest.Start(t)
 	up := newUpstream(t)
-	k := attackNewKeys(t)
+	k := jwtattack.NewKeys(t)
 	var evilHits atomic.Int64
-	evil := attackServer(t, k.evilRSA, &evilHits)
+	evil := attackServer(t, k.EvilRSA, &evilHits)
 	g := startGatewayWith(t, srv, fmt.Sprintf(`jwt {
 			public_key %s r1
 			public_key %s e1
@@ -194,7 +139,7 @@ func TestAttackGateway(t *testing.T) {
 			algorithms RS256 ES256 EdDSA
 			issuer https://issuer.test/
 			audience https://api.test/
-		}`, k.files["rsa"], k.files["ec"], k.files["ed"]),
+		}`, k.Files["rsa"], k.Files["ec"], k.Files["ed"]),
 		`handle /metrics {
 		metrics
 	}
@@ -204,10 +149,10 @@ func TestAttackGateway(t *testing.T) {
 	g.credit(t, "alice", 100)
 
 	rs := func(kid string, claims map[string]any, header ...func(map[string]any)) string {
-		return jwtattack.Sign(t, jwt.SigningMethodRS256, k.rsa, jwtattack.Header(jwt.SigningMethodRS256, kid, header...), claims)
+		return jwtattack.Sign(t, jwt.SigningMethodRS256, k.RSA, jwtattack.Header(jwt.SigningMethodRS256, kid, header...), claims)
 	}
 	evilRS := func(kid string, header ...func(map[string]any)) string {
-		return jwtattack.Sign(t, jwt.SigningMethodRS256, k.evilRSA, jwtattack.Header(jwt.SigningMethodRS256, kid, header...), jwtattack.Claims())
+		return jwtattack.Sign(t, jwt.SigningMethodRS256, k.EvilRSA, jwtattack.Header(jwt.SigningMethodRS256, kid, header...), jwtattack.Claims())
 	}
 	hs := func(key []byte, kid string) string {
 		return jwtattack.Sign(t, jwt.SigningMethodHS256, key, jwtattack.Header(jwt.SigningMethodHS256, kid), jwtattack.Claims())
@@ -221,10 +166,10 @@ func TestAttackGateway(t *testing.T) {
 	calls0, redis0 := attackStoreCalls(t, scrape(t, g)), attackRedisCalls(t, srv)
 	for _, c := range []struct{ name, token string }{
 		{"RS256", claim()},
-		{"ES256", jwtattack.Sign(t, jwt.SigningMethodES256, k.ec, jwtattack.Header(jwt.SigningMethodES256, "e1"), jwtattack.Claims())},
-		{"EdDSA", jwtattack.Sign(t, jwt.SigningMethodEdDSA, k.ed, jwtattack.Header(jwt.SigningMethodEdDSA, "ed"), jwtattack.Claims())},
+		{"ES256", jwtattack.Sign(t, jwt.SigningMethodES256, k.EC, jwtattack.Header(jwt.SigningMethodES256, "e1"), jwtattack.Claims())},
+		{"EdDSA", jwtattack.Sign(t, jwt.SigningMethodEdDSA, k.Ed, jwtattack.Header(jwt.SigningMethodEdDSA, "ed"), jwtattack.Claims())},
 		{"exp fractional, in the future", claim(jwtattack.Set("exp", float64(now.Add(time.Hour).Unix())+0.5))},
-		{"exactly 8 KiB", jwtattack.Sized(t, k.rsa, "r1", auth.MaxTokenSize)},
+		{"exactly 8 KiB", jwtattack.Sized(t, k.RSA, "r1", auth.MaxTokenSize)},
 	} {
 		resp, body := g.do(t, "GET", "/x", c.token)
 		expectStatus(t, c.name, resp, body, http.StatusOK)
@@ -247,22 +192,22 @@ func TestAttackGateway(t *testing.T) {
 			add(fmt.Sprintf("alg %s, signature %q", alg, sig), jwtattack.Unsigned(t, alg, sig), attackOne(auth.ReasonAlgorithm))
 		}
 	}
-	for form, key := range map[string][]byte{"PEM": k.rsaPEM, "DER": k.rsaDER} {
+	for form, key := range map[string][]byte{"PEM": k.RSAPEM, "DER": k.RSADER} {
 		add("HS256 with the public key's "+form, hs(key, "r1"), attackOne(auth.ReasonAlgorithm))
 		add("HS256 with the public key's "+form+", no kid", hs(key, ""), attackOne(auth.ReasonAlgorithm))
 	}
 	add("RS256, empty signature", jwtattack.StripSignature(claim()), attackOne(auth.ReasonSignature))
-	es := jwtattack.Sign(t, jwt.SigningMethodES256, k.ec, jwtattack.Header(jwt.SigningMethodES256, "e1"), jwtattack.Claims())
+	es := jwtattack.Sign(t, jwt.SigningMethodES256, k.EC, jwtattack.Header(jwt.SigningMethodES256, "e1"), jwtattack.Claims())
 	add("ES256, empty signature", jwtattack.StripSignature(es), attackOne(auth.ReasonSignature))
-	add("EdDSA, empty signature", jwtattack.StripSignature(jwtattack.Sign(t, jwt.SigningMethodEdDSA, k.ed, jwtattack.Header(jwt.SigningMethodEdDSA, "ed"), jwtattack.Claims())), attackOne(auth.ReasonSignature))
+	add("EdDSA, empty signature", jwtattack.StripSignature(jwtattack.Sign(t, jwt.SigningMethodEdDSA, k.Ed, jwtattack.Header(jwt.SigningMethodEdDSA, "ed"), jwtattack.Claims())), attackOne(auth.ReasonSignature))
 	esInput := es[:strings.LastIndexByte(es, '.')]
 	digest := sha256.Sum256([]byte(esInput))
-	asn1Sig, err := ecdsa.SignASN1(rand.Reader, k.ec, digest[:])
+	asn1Sig, err := ecdsa.SignASN1(rand.Reader, k.EC, digest[:])
 	if err != nil {
 		t.Fatal(err)
 	}
 	add("ES256, DER (ASN.1) signature", esInput+"."+base64.RawURLEncoding.EncodeToString(asn1Sig), attackOne(auth.ReasonSignature))
-	add("PS256 when only RS256 is allowed", jwtattack.Sign(t, jwt.SigningMethodPS256, k.rsa, jwtattack.Header(jwt.SigningMethodPS256, "r1"), jwtattack.Claims()), attackOne(auth.ReasonAlgorithm))
+	add("PS256 when only RS256 is allowed", jwtattack.Sign(t, jwt.SigningMethodPS256, k.RSA, jwtattack.Header(jwt.SigningMethodPS256, "r1"), jwtattack.Claims()), attackOne(auth.ReasonAlgorithm))
 
 	add("kid path-like", rs("../../etc/passwd", jwtattack.Claims()), attackOne(auth.ReasonUnknownKey))
 	add("kid SQL-like", rs("' OR 1=1 --", jwtattack.Claims()), attackOne(auth.ReasonUnknownKey))
@@ -273,9 +218,9 @@ func TestAttackGateway(t *testing.T) {
 	add("jku to the attacker's JWKS, its kid", evilRS("evil", jwtattack.Set("jku", evil+"/jwks.json")), attackOne(auth.ReasonUnknownKey))
 	add("jku to the attacker's JWKS, no kid", evilRS("", jwtattack.Set("jku", evil+"/jwks.json")), attackOne(auth.ReasonSignature))
 	add("x5u to the attacker's certificate", evilRS("", jwtattack.Set("x5u", evil+"/cert.pem")), attackOne(auth.ReasonSignature))
-	add("embedded jwk", evilRS("", jwtattack.Set("jwk", jwtattack.RSAJWK(&k.evilRSA.PublicKey, ""))), attackOne(auth.ReasonSignature))
-	add("embedded jwk, the issuer's kid", evilRS("r1", jwtattack.Set("jwk", jwtattack.RSAJWK(&k.evilRSA.PublicKey, "r1"))), attackOne(auth.ReasonSignature))
-	add("embedded x5c", evilRS("", jwtattack.Set("x5c", []string{base64.StdEncoding.EncodeToString(jwtattack.Cert(t, k.evilRSA))})), attackOne(auth.ReasonSignature))
+	add("embedded jwk", evilRS("", jwtattack.Set("jwk", jwtattack.RSAJWK(&k.EvilRSA.PublicKey, ""))), attackOne(auth.ReasonSignature))
+	add("embedded jwk, the issuer's kid", evilRS("r1", jwtattack.Set("jwk", jwtattack.RSAJWK(&k.EvilRSA.PublicKey, "r1"))), attackOne(auth.ReasonSignature))
+	add("embedded x5c", evilRS("", jwtattack.Set("x5c", []string{base64.StdEncoding.EncodeToString(jwtattack.Cert(t, k.EvilRSA))})), attackOne(auth.ReasonSignature))
 
 	add("crit with an unknown name", rs("r1", jwtattack.Claims(), jwtattack.Set("crit", []string{"urn:attack:unknown"}), jwtattack.Set("urn:attack:unknown", true)), []string{auth.ReasonMalformed, auth.ReasonInvalidToken})
 
@@ -298,13 +243,13 @@ func TestAttackGateway(t *testing.T) {
 
 	hdr := jwtattack.Header(jwt.SigningMethodRS256, "r1")
 	payload := jwtattack.Segment(t, jwtattack.Claims())
-	add("header with '+' and '/'", jwtattack.RS256Over(t, k.rsa, jwtattack.StdSegment(t, jwtattack.Header(jwt.SigningMethodRS256, "r1"))+"."+payload, base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
-	add("payload with '+' and '/'", jwtattack.RS256Over(t, k.rsa, jwtattack.Segment(t, hdr)+"."+jwtattack.StdSegment(t, jwtattack.Claims()), base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
-	add("payload with '=' padding", jwtattack.RS256Over(t, k.rsa, jwtattack.Segment(t, hdr)+"."+jwtattack.PaddedSegment(t, jwtattack.Claims()), base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
-	add("signature with '=' padding", jwtattack.RS256Over(t, k.rsa, jwtattack.Segment(t, hdr)+"."+payload, base64.URLEncoding), attackOne(auth.ReasonMalformed))
-	add("signature with '+' or '/'", jwtattack.StdSignature(t, k.rsa, "r1"), attackOne(auth.ReasonMalformed))
+	add("header with '+' and '/'", jwtattack.RS256Over(t, k.RSA, jwtattack.StdSegment(t, jwtattack.Header(jwt.SigningMethodRS256, "r1"))+"."+payload, base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
+	add("payload with '+' and '/'", jwtattack.RS256Over(t, k.RSA, jwtattack.Segment(t, hdr)+"."+jwtattack.StdSegment(t, jwtattack.Claims()), base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
+	add("payload with '=' padding", jwtattack.RS256Over(t, k.RSA, jwtattack.Segment(t, hdr)+"."+jwtattack.PaddedSegment(t, jwtattack.Claims()), base64.RawURLEncoding), attackOne(auth.ReasonMalformed))
+	add("signature with '=' padding", jwtattack.RS256Over(t, k.RSA, jwtattack.Segment(t, hdr)+"."+payload, base64.URLEncoding), attackOne(auth.ReasonMalformed))
+	add("signature with '+' or '/'", jwtattack.StdSignature(t, k.RSA, "r1"), attackOne(auth.ReasonMalformed))
 
-	add("8 KiB + 1 byte", jwtattack.Sized(t, k.rsa, "r1", auth.MaxTokenSize+1), attackOne(auth.ReasonTooLarge))
+	add("8 KiB + 1 byte", jwtattack.Sized(t, k.RSA, "r1", auth.MaxTokenSize+1), attackOne(auth.ReasonTooLarge))
 
 	valid := claim()
 	cases = append(cases,

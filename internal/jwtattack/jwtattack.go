@@ -4,14 +4,21 @@
 package jwtattack
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -217,4 +224,59 @@ func Cert(t testing.TB, key *rsa.PrivateKey) []byte {
 		t.Fatal(err)
 	}
 	return der
+}
+
+// Keys holds the issuer's keys, an attacker's keys, and the forms of
+// the issuer's RSA public key that the key confusion attack uses as an HMAC
+// secret.
+type Keys struct {
+	RSA     *rsa.PrivateKey   // configured with kid r1
+	RSA2    *rsa.PrivateKey   // configured without a kid
+	EC      *ecdsa.PrivateKey // P-256, configured with kid e1
+	Ed      ed25519.PrivateKey
+	EvilRSA *rsa.PrivateKey
+	EvilEC  *ecdsa.PrivateKey
+	RSAPEM  []byte // the PEM file the verifier's key was read from
+	RSADER  []byte // the same key as PKIX DER
+	Files   map[string]string
+}
+
+// NewKeys generates the keys and writes the issuer's public keys to PEM
+// files in a temporary directory.
+func NewKeys(t testing.TB) *Keys {
+	t.Helper()
+	k := &Keys{Files: map[string]string{}}
+	var err error
+	for _, p := range []**rsa.PrivateKey{&k.RSA, &k.RSA2, &k.EvilRSA} {
+		if *p, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []**ecdsa.PrivateKey{&k.EC, &k.EvilEC} {
+		if *p, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, k.Ed, err = ed25519.GenerateKey(rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, pub := range map[string]crypto.PublicKey{
+		"rsa": &k.RSA.PublicKey, "rsa2": &k.RSA2.PublicKey, "ec": &k.EC.PublicKey, "ed": k.Ed.Public(),
+	} {
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+		path := filepath.Join(dir, name+".pem")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		k.Files[name] = path
+		if name == "rsa" {
+			k.RSAPEM, k.RSADER = data, der
+		}
+	}
+	return k
 }
