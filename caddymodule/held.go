@@ -58,7 +58,7 @@ type held struct {
 	length       int64 // the response's Content-Length, or -1
 	cutOff       bool
 	uploadCut    bool // the cut-off was in the request body
-	short        bool // the last extension was refused for the balance
+	short        bool // the balance ran out: an extension was refused for it, or granted less than its bytes need
 	clientFailed bool // the client's body broke, or the client left
 	ended        bool // end has run
 	noMore       bool // a renewal failed under deny: no more blocks are held
@@ -167,6 +167,9 @@ func (hr *held) grantLocked(f *flow, n int64) (int64, error) {
 			return n, long
 		}
 		if f.sent+n > f.covered() {
+			// The store granted what the balance had left, less than
+			// these bytes need: the balance ran out.
+			hr.short = true
 			return hr.stop(f, f.covered()-f.sent)
 		}
 	}
