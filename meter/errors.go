@@ -30,6 +30,12 @@ var (
 	// answer within its timeout. For Charge and Hold the store cancels the op
 	// in the background, so it never lands.
 	ErrUnavailable = errors.New("store unavailable")
+
+	// ErrUnreplicated reports a credit or debit that applied on the master
+	// but that the replicas a store waits for did not acknowledge in time.
+	// It matches ErrUnavailable: repeating the same id is safe, and answers
+	// once the replicas have it.
+	ErrUnreplicated = fmt.Errorf("%w: not acknowledged by the replicas in time", ErrUnavailable)
 )
 
 // InsufficientError reports a balance too low for the price.

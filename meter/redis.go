@@ -2,6 +2,7 @@ package meter
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -22,11 +23,37 @@ const DefaultPrefix = "tollgate"
 // defaultCheckTimeout bounds CheckConfig, which runs once at start.
 const defaultCheckTimeout = 2 * time.Second
 
-// RedisOptions configures a Redis store.
+// RedisOptions configures a Redis store. Exactly one of URL, Sentinel and
+// Cluster says where Redis is.
 type RedisOptions struct {
-	// URL is the server, as redis://[user:pass@]host:port/db or rediss://
+	// URL is one server, as redis://[user:pass@]host:port/db or rediss://
 	// for TLS.
 	URL string
+
+	// Sentinel follows the master that a set of Sentinels name, through
+	// failovers.
+	Sentinel *SentinelOptions
+
+	// Cluster spreads accounts over the shards of a Redis Cluster, given
+	// some of its nodes.
+	Cluster []string
+
+	// Username and Password authenticate to Redis with Sentinel or Cluster;
+	// a URL carries its own. Default: none.
+	Username, Password string
+
+	// TLS, if set, is used to reach every node with Sentinel or Cluster, the
+	// Sentinels included; a URL says rediss:// instead. Default: none.
+	TLS *tls.Config
+
+	// Replicas is how many replicas must acknowledge each change of money
+	// (WAIT, within Timeout) before it counts as replicated. Default: 0.
+	Replicas int
+
+	// Unreplicated, if set, is called for each request operation that
+	// applied on the master but was not acknowledged by Replicas replicas
+	// within Timeout. Credits and debits return ErrUnreplicated instead.
+	Unreplicated func()
 
 	// Prefix starts every key. It has no braces or spaces. Default:
 	// tollgate.
@@ -36,6 +63,18 @@ type RedisOptions struct {
 	Timeout time.Duration
 
 	Config
+}
+
+// SentinelOptions names a master and the Sentinels that watch it.
+type SentinelOptions struct {
+	// Master is the name the Sentinels monitor the master by.
+	Master string
+
+	// Addrs are some of the Sentinels, as host:port.
+	Addrs []string
+
+	// Password authenticates to the Sentinels. Default: none.
+	Password string
 }
 
 // Redis is a store on Redis. Every operation is one Lua script on one
@@ -48,12 +87,16 @@ type RedisOptions struct {
 // Redis's own clock, and Charge and Hold cancel their op in the background
 // until Redis acknowledges.
 type Redis struct {
-	client  *redis.Client
-	prefix  string
-	timeout time.Duration
-	cfg     Config
-	clock   *redisClock
-	bg      *background
+	client   redis.UniversalClient
+	cluster  *redis.ClusterClient // client, when it is a cluster
+	replicas int
+	onUnrepl func()
+	prefix   string
+	timeout  time.Duration
+	cfg      Config
+	clock    *redisClock
+	clocks   sync.Map // on a cluster, each master's *redisClock by address
+	bg       *background
 
 	// Precomputed common script arguments.
 	retention string
@@ -63,13 +106,6 @@ type Redis struct {
 // NewRedis returns a Redis store. It does not connect: go-redis dials on the
 // first operation.
 func NewRedis(opts RedisOptions) (*Redis, error) {
-	if opts.URL == "" {
-		return nil, errors.New("redis url is required")
-	}
-	ropts, err := redis.ParseURL(opts.URL)
-	if err != nil {
-		return nil, fmt.Errorf("parsing redis url: %w", err)
-	}
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
@@ -82,24 +118,29 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	if opts.Timeout < 0 {
 		return nil, errors.New("redis timeout must be positive")
 	}
-	// The context bounds every call; go-redis keeps its default retries,
-	// which are safe because every script is idempotent.
-	ropts.ContextTimeoutEnabled = true
-	ropts.DialTimeout = opts.Timeout
-	ropts.PoolTimeout = opts.Timeout
-	return newRedis(redis.NewClient(ropts), opts), nil
+	if opts.Replicas < 0 {
+		return nil, errors.New("redis replicas must not be negative")
+	}
+	client, err := connect(opts)
+	if err != nil {
+		return nil, err
+	}
+	return newRedis(client, opts), nil
 }
 
-func newRedis(client *redis.Client, opts RedisOptions) *Redis {
+func newRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	cfg := opts.Config.withDefaults()
 	s := &Redis{
 		client:    client,
+		replicas:  opts.Replicas,
+		onUnrepl:  opts.Unreplicated,
 		prefix:    opts.Prefix,
 		timeout:   opts.Timeout,
 		cfg:       cfg,
 		retention: strconv.Itoa(cfg.Retention),
 		opTTL:     strconv.FormatInt(cfg.OpRetention.Milliseconds(), 10),
 	}
+	s.cluster, _ = client.(*redis.ClusterClient)
 	s.clock = &redisClock{client: client, now: cfg.Now}
 	s.bg = newBackground(func() { client.Close() })
 	return s
@@ -142,28 +183,56 @@ func (s *Redis) keys(account, record string) []string {
 }
 
 // run runs a script within the store's timeout, passing the common
-// arguments. A deadline on Redis's clock is passed when deadline is true.
-func (s *Redis) run(ctx context.Context, script *redis.Script, keys []string, deadline bool, args ...any) ([]any, error) {
+// arguments. A script that changes money gets a deadline on Redis's clock
+// and, when the store has replicas, waits for them: if they do not all
+// acknowledge in time, run returns the reply with ErrUnreplicated.
+func (s *Redis) run(ctx context.Context, script *redis.Script, keys []string, changes bool, args ...any) ([]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	dl := int64(0)
-	if deadline {
+	if changes {
 		var err error
-		if dl, err = s.clock.deadline(ctx); err != nil {
+		if dl, err = s.clockFor(ctx, keys[0]).deadline(ctx); err != nil {
 			return nil, fmt.Errorf("%w: reading redis time: %v", ErrUnavailable, err)
 		}
 	}
 	argv := make([]any, 0, 3+len(args))
 	argv = append(argv, dl, s.retention, s.opTTL)
 	argv = append(argv, args...)
-	reply, err := script.Run(ctx, s.client, keys, argv...).Slice()
+	var reply []any
+	var err error
+	acked := int64(s.replicas)
+	if changes && s.replicas > 0 {
+		reply, acked, err = s.evalWait(ctx, script, keys, argv)
+	} else {
+		reply, err = script.Run(ctx, s.client, keys, argv...).Slice()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if len(reply) == 0 {
 		return nil, fmt.Errorf("%w: empty script reply", ErrUnavailable)
 	}
-	return reply, replyError(reply)
+	if err := replyError(reply); err != nil {
+		return reply, err
+	}
+	if acked < int64(s.replicas) {
+		return reply, ErrUnreplicated
+	}
+	return reply, nil
+}
+
+// unreplicated reports a request operation that applied on the master but
+// that the replicas did not acknowledge in time, and clears the error: the
+// request is served all the same.
+func (s *Redis) unreplicated(err error) error {
+	if !errors.Is(err, ErrUnreplicated) {
+		return err
+	}
+	if s.onUnrepl != nil {
+		s.onUnrepl()
+	}
+	return nil
 }
 
 // replyError turns a script's error reply into an error.

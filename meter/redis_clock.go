@@ -20,8 +20,10 @@ const clockDriftPPM = 500
 // readings: it measures only intervals on the gateway's clock since a sample
 // of Redis TIME, so a gateway clock that is off by hours changes nothing.
 type redisClock struct {
-	client *redis.Client
-	now    func() time.Time
+	client interface {
+		Time(ctx context.Context) *redis.TimeCmd
+	}
+	now func() time.Time
 
 	mu        sync.Mutex
 	redisMs   int64         // Redis TIME at the sample
@@ -81,6 +83,26 @@ func (c *redisClock) deadline(ctx context.Context) (int64, error) {
 	elapsed := c.now().Sub(c.local) + time.Until(end)
 	elapsed -= elapsed / 1e6 * clockDriftPPM
 	return c.redisMs + elapsed.Milliseconds(), nil
+}
+
+// clockFor returns the clock of the node that holds key: the store's one
+// server or master, or on a cluster the master of key's slot, each of which
+// keeps its own clock. A cluster master's clock is sampled on its first use.
+func (s *Redis) clockFor(ctx context.Context, key string) *redisClock {
+	if s.cluster == nil {
+		return s.clock
+	}
+	node, err := s.cluster.MasterForKey(ctx, key)
+	if err != nil {
+		// The call fails on its own; the cluster-wide clock bounds it.
+		return s.clock
+	}
+	addr := node.Options().Addr
+	if c, ok := s.clocks.Load(addr); ok {
+		return c.(*redisClock)
+	}
+	c, _ := s.clocks.LoadOrStore(addr, &redisClock{client: node, now: s.cfg.Now})
+	return c.(*redisClock)
 }
 
 // offset returns the latest estimate of Redis's clock minus the gateway's,

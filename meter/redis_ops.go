@@ -19,7 +19,7 @@ func (s *Redis) Charge(ctx context.Context, c Charge) (Receipt, error) {
 	}
 	reply, err := s.run(ctx, scriptCharge, s.keys(c.Account, "op:"+c.Op), true,
 		c.Op, c.Amount, c.Bonus, c.Method, c.Route)
-	if err != nil {
+	if err = s.unreplicated(err); err != nil {
 		s.cancelIfUnknown(err, c.Account, c.Op)
 		return Receipt{}, err
 	}
@@ -33,7 +33,7 @@ func (s *Redis) Hold(ctx context.Context, h Hold) (Receipt, error) {
 	}
 	reply, err := s.run(ctx, scriptHold, s.keys(h.Account, "op:"+h.Op), true,
 		h.Op, h.Max, h.Min, h.TTL.Milliseconds(), h.Bonus, h.Method, h.Route)
-	if err != nil {
+	if err = s.unreplicated(err); err != nil {
 		s.cancelIfUnknown(err, h.Account, h.Op)
 		return Receipt{}, err
 	}
@@ -87,7 +87,7 @@ func (s *Redis) Cancel(ctx context.Context, c Cancel) (Receipt, error) {
 // request runs a script on a request op's record.
 func (s *Redis) request(ctx context.Context, script *redis.Script, account, op string, args ...any) (Receipt, error) {
 	reply, err := s.run(ctx, script, s.keys(account, "op:"+op), true, append([]any{op}, args...)...)
-	if err != nil {
+	if err = s.unreplicated(err); err != nil {
 		return Receipt{}, err
 	}
 	return receipt(reply), nil
@@ -138,10 +138,11 @@ func (s *Redis) transfer(ctx context.Context, t Transfer, kind string) (Transfer
 	}
 	reply, err := s.run(ctx, scriptTransfer, s.keys(t.Account, kind+":"+t.ID), true,
 		kind, t.ID, t.Amount, t.Reason, t.By)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrUnreplicated) {
 		return TransferReceipt{}, err
 	}
 	bal, id := intAt(reply, 1), strAt(reply, 2)
+	// An unreplicated transfer returns its receipt with ErrUnreplicated.
 	return TransferReceipt{
 		Account: t.Account,
 		Balance: bal,
@@ -155,7 +156,7 @@ func (s *Redis) transfer(ctx context.Context, t Transfer, kind string) (Transfer
 			Detail:  Detail{Reason: t.Reason, By: strAt(reply, 4)},
 		},
 		Replayed: intAt(reply, 3) == 1,
-	}, nil
+	}, err
 }
 
 // Account reads an account's totals; see Store.
@@ -248,8 +249,19 @@ func parseEntry(item any) (Entry, error) {
 	return e, nil
 }
 
-// Accounts lists accounts; see Store.
+// Accounts lists accounts; see Store. On one server or a Sentinel's
+// master it is a SCAN, which returns every key present for the whole walk,
+// also across a failover to a replica; on a cluster it walks every master
+// slot by slot.
 func (s *Redis) Accounts(ctx context.Context, cursor string, limit int) (AccountPage, error) {
+	if limit < 1 || limit > MaxAccountsLimit {
+		limit = DefaultAccountsLimit
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if s.cluster != nil {
+		return s.clusterAccounts(ctx, cursor, limit)
+	}
 	var from uint64
 	if cursor != "" {
 		n, err := strconv.ParseUint(cursor, 10, 64)
@@ -258,11 +270,6 @@ func (s *Redis) Accounts(ctx context.Context, cursor string, limit int) (Account
 		}
 		from = n
 	}
-	if limit < 1 || limit > MaxAccountsLimit {
-		limit = DefaultAccountsLimit
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
 	pattern := globEscape(s.prefix) + ":{*}:acct"
 	keys, next, err := s.client.Scan(ctx, from, pattern, int64(limit)).Result()
 	if err != nil {
@@ -270,18 +277,21 @@ func (s *Redis) Accounts(ctx context.Context, cursor string, limit int) (Account
 	}
 	page := AccountPage{Accounts: make([]string, 0, len(keys))}
 	for _, k := range keys {
-		enc := strings.TrimSuffix(strings.TrimPrefix(k, s.prefix+":{"), "}:acct")
-		id, err := base64.RawURLEncoding.DecodeString(enc)
-		if err != nil || !ValidAccount(string(id)) {
-			continue
+		if id, ok := s.accountOf(k); ok {
+			page.Accounts = append(page.Accounts, id)
 		}
-		page.Accounts = append(page.Accounts, string(id))
 	}
 	if next != 0 {
 		n := strconv.FormatUint(next, 10)
 		page.Next = &n
 	}
 	return page, nil
+}
+
+// decodeAccount reads an account id from its key's hash tag.
+func decodeAccount(enc string) (string, error) {
+	id, err := base64.RawURLEncoding.DecodeString(enc)
+	return string(id), err
 }
 
 // globEscape escapes the characters special to Redis's glob patterns.

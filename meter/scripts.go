@@ -23,6 +23,12 @@ var (
 	scriptLedger   = loadScript("ledger")
 )
 
+// scripts are all the scripts, for LoadScripts.
+var scripts = []*redis.Script{
+	scriptCharge, scriptHold, scriptExtend, scriptSettle, scriptRelease,
+	scriptRefund, scriptCancel, scriptTransfer, scriptAccount, scriptLedger,
+}
+
 func loadScript(name string) *redis.Script {
 	lib, err := scriptFiles.ReadFile("scripts/lib.lua")
 	if err != nil {

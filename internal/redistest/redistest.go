@@ -55,6 +55,10 @@ type Server struct {
 	bin   string
 	dir   string
 	extra []string
+	// conf, for a Sentinel, writes its config file for the port on the
+	// first start; later starts keep the file Sentinel rewrote.
+	conf    func(port string) string
+	started bool
 
 	mu   sync.Mutex
 	proc *process // nil when the server is not running
@@ -108,8 +112,15 @@ func Start(t testing.TB, opts ...Options) *Server {
 	for _, o := range opts {
 		s.extra = append(s.extra, o.Args...)
 	}
-	t.Cleanup(s.Stop)
+	startOn(t, s)
+	return s
+}
 
+// startOn starts s on a free port of 127.0.0.1, trying another port when
+// the one it found was taken meanwhile, and stops it when the test ends.
+func startOn(t testing.TB, s *Server) {
+	t.Helper()
+	t.Cleanup(s.Stop)
 	var err error
 	for range startAttempts {
 		var port int
@@ -119,14 +130,13 @@ func Start(t testing.TB, opts ...Options) *Server {
 		}
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		if err = s.start(); err == nil {
-			return s
+			return
 		}
 		if !errors.Is(err, errAddrInUse) {
 			break
 		}
 	}
-	t.Fatalf("redistest: start redis-server: %v", err)
-	return nil
+	t.Fatalf("redistest: start %s: %v", s.bin, err)
 }
 
 // URL returns the server's URL, "redis://127.0.0.1:port/0".
@@ -206,6 +216,15 @@ func (s *Server) args() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.conf != nil {
+		path := filepath.Join(s.dir, "sentinel.conf")
+		if !s.started {
+			if err := os.WriteFile(path, []byte(s.conf(port)), 0o600); err != nil {
+				return nil, err
+			}
+		}
+		return []string{path}, nil
+	}
 	args := []string{
 		"--port", port,
 		"--bind", "127.0.0.1",
@@ -252,6 +271,7 @@ func (s *Server) start() error {
 
 	readyErr := waitReady(s.Addr, p)
 	if readyErr == nil {
+		s.started = true
 		return nil
 	}
 	s.Stop() // after this, p.output is safe to read
@@ -399,4 +419,11 @@ func logTail(path string, offset int64) string {
 		return ""
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// Running reports whether the server's process is running.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc != nil
 }
