@@ -180,7 +180,9 @@ func New(cfg Config) (*Verifier, error) {
 }
 
 // Verify checks a token and returns the account it names. A refused token
-// is an *Error.
+// is an *Error; a token whose key the key set cannot give yet is
+// ErrKeysUnavailable, and one without the required scope
+// ErrInsufficientScope.
 func (v *Verifier) Verify(token string) (string, error) {
 	if len(token) > MaxTokenSize {
 		return "", &Error{ReasonTooLarge}
@@ -209,6 +211,9 @@ func (v *Verifier) Verify(token string) (string, error) {
 	if err != nil {
 		if t != nil && t.Method != nil && !slices.Contains(v.algs, t.Method.Alg()) {
 			return "", &Error{ReasonAlgorithm}
+		}
+		if errors.Is(err, ErrKeysUnavailable) {
+			return "", ErrKeysUnavailable
 		}
 		return "", &Error{describe(err)}
 	}
@@ -253,6 +258,8 @@ var (
 // key returns the keys a token may be verified with: the one its kid names,
 // or else every static key of its algorithm's family. An HMAC secret is
 // returned only for an HMAC algorithm, so a public key is never used as one.
+// A token no static key can verify, whose kid names none or which has no
+// kid, is left to the key set, and waits for its first fetch.
 func (v *Verifier) key(t *jwt.Token) (any, error) {
 	if _, ok := t.Header["crit"]; ok {
 		// No header extension is understood, so none can be critical
@@ -273,10 +280,14 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 	}
 	kid, _ := t.Header["kid"].(string)
 	keys := v.candidates(alg, kid)
-	if len(keys) == 0 && v.fromSet(t) != "" {
+	if len(keys) == 0 && v.set != nil && (kid == "" || v.fromSet(t) != "") {
 		// A key of the set is bound to its family as a static key is: an
 		// RSA key never verifies an EC token, nor an HMAC one.
-		if key, err := v.set.Key(kid, alg); err == nil && slices.Contains(family(key), alg) {
+		key, err := v.set.Key(kid, alg)
+		switch {
+		case errors.Is(err, ErrKeysUnavailable):
+			return nil, ErrKeysUnavailable
+		case err == nil && slices.Contains(family(key), alg):
 			keys = append(keys, key)
 		}
 	}

@@ -48,7 +48,7 @@ func (h *AccountHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 	account, err := h.app.authenticate(r)
 	if err != nil {
 		countUnauthenticated.Inc()
-		return writeProblem(w, r, unauthorized(err))
+		return writeProblem(w, r, refusedCredentials(err))
 	}
 	r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set("http.auth.user.id", account)
 	rd := meter.Read{Account: account, Mode: meter.Caller, Bonus: h.app.SignupBonus}

@@ -59,7 +59,7 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		// A good token, but not one for the operator API.
 		return writeProblem(w, r, forbidden())
 	case err != nil:
-		return writeProblem(w, r, unauthorized(err))
+		return writeProblem(w, r, refusedCredentials(err))
 	}
 	r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set("http.auth.user.id", admin)
 	segs := strings.Split(r.URL.EscapedPath(), "/")

@@ -127,7 +127,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	account, err := h.app.authenticate(r)
 	if err != nil {
 		countUnauthenticated.Inc()
-		return writeProblem(w, r, unauthorized(err))
+		return writeProblem(w, r, refusedCredentials(err))
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", account)

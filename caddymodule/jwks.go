@@ -15,6 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
+
+	"github.com/tollgate-dev/tollgate/auth"
 )
 
 // JWKSConfig is a JSON Web Key Set whose keys verify tokens by their kid,
@@ -27,7 +29,9 @@ type JWKSConfig struct {
 	Refresh caddy.Duration `json:"refresh,omitempty"`
 
 	// Wait is the longest a request waits for the key set: its first fetch,
-	// or a fetch for a kid it does not hold. Default: 250ms.
+	// or a fetch for a kid it does not hold. A token for the set that
+	// waited this long for the first fetch is answered 503
+	// keys-unavailable. Default: 250ms.
 	Wait caddy.Duration `json:"wait,omitempty"`
 
 	// Timeout bounds each fetch of the key set. Default: 5s.
@@ -147,21 +151,26 @@ func (c *jwksClient) Destruct() error {
 	return nil
 }
 
-// errNoJWKS is a key set not fetched yet, or that cannot be used.
-var errNoJWKS = errors.New("the jwks is not available")
+// errNoKey is a kid the fetched key set does not hold, or an empty one.
+var errNoKey = errors.New("the jwks holds no such key")
 
 // key returns the key named kid, fetching the set again, at most once per
-// jwksUnknownKID, when it does not hold it. A request waits at most wait.
+// jwksUnknownKID, when it does not hold it. A request waits at most wait:
+// for the first fetch, whose absence is auth.ErrKeysUnavailable, then for
+// the fetch of a kid the set does not hold.
 func (c *jwksClient) key(kid, alg string, wait time.Duration) (crypto.PublicKey, error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
 	case <-c.ready:
 	case <-timer.C:
-		return nil, errNoJWKS
+		return nil, auth.ErrKeysUnavailable
 	}
 	if c.keys == nil {
-		return nil, errNoJWKS
+		return nil, auth.ErrKeysUnavailable
+	}
+	if kid == "" {
+		return nil, errNoKey
 	}
 	if key, ok := c.held(kid, alg); ok {
 		return key, nil
@@ -170,12 +179,12 @@ func (c *jwksClient) key(kid, alg string, wait time.Duration) (crypto.PublicKey,
 	select {
 	case <-c.fetch(kid):
 	case <-timer.C:
-		return nil, errNoJWKS
+		return nil, errNoKey
 	}
 	if key, ok := c.held(kid, alg); ok {
 		return key, nil
 	}
-	return nil, errNoJWKS
+	return nil, errNoKey
 }
 
 // cancelled is a context that has ended: a read with it of a kid the set
@@ -248,7 +257,7 @@ func (s *jwksSource) Key(kid, alg string) (crypto.PublicKey, error) {
 	c := s.client
 	s.mu.RUnlock()
 	if c == nil {
-		return nil, errNoJWKS
+		return nil, auth.ErrKeysUnavailable
 	}
 	return c.key(kid, alg, s.wait)
 }

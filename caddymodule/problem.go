@@ -24,8 +24,21 @@ type problem struct {
 	header http.Header // response headers that go with it
 }
 
+// problemType is the prefix of every problem type.
 const problemType = "urn:tollgate:problem:"
 
+// refusedCredentials is the answer to a request whose credentials did not
+// identify its caller: 503 keys-unavailable for a token whose keys have not
+// been fetched yet, which may be good, and a 401 otherwise.
+func refusedCredentials(err error) problem {
+	if errors.Is(err, auth.ErrKeysUnavailable) {
+		return keysUnavailable()
+	}
+	return unauthorized(err)
+}
+
+// unauthorized is the 401 for missing or refused credentials, err saying
+// which.
 func unauthorized(err error) problem {
 	p := problem{Type: problemType + "invalid-token", Title: "Unauthorized", Status: http.StatusUnauthorized, header: http.Header{}}
 	var ae *auth.Error
@@ -39,6 +52,17 @@ func unauthorized(err error) problem {
 	return p
 }
 
+// keysUnavailable is the 503 for a token whose key would come from the key
+// set while no fetch of the set has succeeded yet.
+func keysUnavailable() problem {
+	p := problem{Type: problemType + "keys-unavailable", Title: "Service Unavailable", Status: http.StatusServiceUnavailable, header: http.Header{},
+		Detail: "The keys that verify this token have not been fetched yet; nothing was charged and the request was not served."}
+	p.header.Set("Retry-After", "1")
+	return p
+}
+
+// forbidden is the 403 for a good token without the admin scope or
+// audience.
 func forbidden() problem {
 	p := problem{Type: problemType + "forbidden", Title: "Forbidden", Status: http.StatusForbidden, header: http.Header{},
 		Detail: "The token does not carry the tollgate:admin scope for this audience."}
@@ -46,6 +70,7 @@ func forbidden() problem {
 	return p
 }
 
+// insufficient is the 402 for a balance that does not cover a price.
 func insufficient(e *meter.InsufficientError) problem {
 	return problem{
 		Type: problemType + "insufficient-balance", Title: "Payment Required", Status: http.StatusPaymentRequired,
@@ -54,6 +79,7 @@ func insufficient(e *meter.InsufficientError) problem {
 	}
 }
 
+// storeUnavailable is the 503 for a store that cannot be reached.
 func storeUnavailable() problem {
 	return problem{
 		Type: problemType + "store-unavailable", Title: "Service Unavailable", Status: http.StatusServiceUnavailable,
@@ -61,6 +87,7 @@ func storeUnavailable() problem {
 	}
 }
 
+// priceTooLarge is the 413 for a request body whose price is out of range.
 func priceTooLarge() problem {
 	return problem{
 		Type: problemType + "invalid-request", Title: "Content Too Large", Status: http.StatusRequestEntityTooLarge,

@@ -268,8 +268,11 @@ func TestJWKSKeyReplacedUnderItsKid(t *testing.T) {
 }
 
 // TestJWKSDownAtStart starts a gateway while the identity provider is down:
-// once it is back, good tokens are accepted, without waiting for the
-// unknown-kid allowance that the meantime's callers would have used up.
+// a good token is answered 503 keys-unavailable, by tollgate,
+// tollgate_account and tollgate_admin alike, never 401, and without a store
+// call. Once the provider is back, the token is accepted, without waiting
+// for the unknown-kid allowance that the meantime's callers would have used
+// up; and then an unknown kid is a 401.
 func TestJWKSDownAtStart(t *testing.T) {
 	srv := redistest.Start(t)
 	idp := newJWKSServer(t)
@@ -284,15 +287,89 @@ func TestJWKSDownAtStart(t *testing.T) {
 		idp.Config.Handler.ServeHTTP(w, r)
 	}))
 	defer front.Close()
-	g := jwksGateway(t, srv, front.URL)
+	up := newUpstream(t)
+	g := startGatewayWith(t, srv, `jwt {
+			jwks `+front.URL+`
+			issuer https://issuer.test/
+			audience https://api.test/
+		}`, "tollgate_account /account/*\ntollgate_admin /ops/*\ntollgate 1\nreverse_proxy "+up.Listener.Addr().String(), "")
 	g.credit(t, "alice", 10)
 	tok := idp.sign(t, "k1", "alice")
-	for range 3 {
-		resp, body := g.do(t, "GET", "/x", tok)
-		expectStatus(t, "a token while the provider is down", resp, body, http.StatusUnauthorized)
+	calls := attackRedisCalls(t, srv)
+	for _, path := range []string{"/x", "/x", "/account/balance", "/ops/accounts/alice"} {
+		resp, body := g.do(t, "GET", path, tok)
+		expectKeysUnavailable(t, path+" while the provider is down", resp, body)
 	}
+	if n := attackRedisCalls(t, srv) - calls; n != 0 {
+		t.Errorf("the refused requests made %d store calls, want none", n)
+	}
+	if up.hits.Load() != 0 {
+		t.Errorf("%d requests reached the upstream, want none", up.hits.Load())
+	}
+
 	down.Store(false)
-	waitAccepted(t, g, tok, "the key set to be fetched once the provider is back")
+	waitFor(t, "the key set to be fetched once the provider is back", func() bool {
+		resp, body := g.do(t, "GET", "/x", tok)
+		if resp.StatusCode != http.StatusOK {
+			expectKeysUnavailable(t, "a token until the key set is fetched", resp, body)
+		}
+		return resp.StatusCode == http.StatusOK
+	})
+	resp, body := g.do(t, "GET", "/x", idp.sign(t, "k2", "alice"))
+	expectStatus(t, "an unknown kid once the key set is fetched", resp, body, http.StatusUnauthorized)
+	if d := resp.Header.Get("WWW-Authenticate"); d != `Bearer realm="tollgate", error="invalid_token", error_description="unknown key"` {
+		t.Errorf("WWW-Authenticate %q, want unknown key", d)
+	}
+}
+
+// TestJWKSSlowAtStart starts a gateway whose identity provider holds its
+// answer to the first fetch: a token that waited longer than wait is
+// answered 503 keys-unavailable, and the same token is accepted once the
+// provider has answered.
+func TestJWKSSlowAtStart(t *testing.T) {
+	srv := redistest.Start(t)
+	idp := newJWKSServer(t)
+	idp.rotate(t, "k1")
+	var asked atomic.Int64
+	answer := make(chan struct{})
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		select {
+		case <-answer:
+		case <-r.Context().Done():
+			return
+		}
+		idp.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	up := newUpstream(t)
+	g := startGatewayWith(t, srv, `jwt {
+			jwks `+front.URL+` {
+				wait 100ms
+			}
+			issuer https://issuer.test/
+			audience https://api.test/
+		}`, "tollgate 1\nreverse_proxy "+up.Listener.Addr().String(), "")
+	g.credit(t, "alice", 10)
+	tok := idp.sign(t, "k1", "alice")
+	waitFor(t, "the first fetch to reach the provider", func() bool { return asked.Load() > 0 })
+	resp, body := g.do(t, "GET", "/x", tok)
+	expectKeysUnavailable(t, "a token while the provider has not answered", resp, body)
+	close(answer)
+	waitAccepted(t, g, tok, "the key set to be fetched once the provider has answered")
+	if a := g.account(t, "alice"); a.Charged != 1 {
+		t.Errorf("account %+v, want only the accepted request charged", a)
+	}
+}
+
+// expectKeysUnavailable fails the test unless resp is a 503
+// keys-unavailable with Retry-After: 1.
+func expectKeysUnavailable(t *testing.T, what string, resp *http.Response, body string) {
+	t.Helper()
+	expectStatus(t, what, resp, body, http.StatusServiceUnavailable)
+	if p := decodeProblem(t, resp, body); p.Type != "urn:tollgate:problem:keys-unavailable" || resp.Header.Get("Retry-After") != "1" {
+		t.Errorf("%s: problem %s, Retry-After %q; want keys-unavailable and 1", what, body, resp.Header.Get("Retry-After"))
+	}
 }
 
 // waitAccepted polls the gateway with tok until it is accepted, as it is
