@@ -96,7 +96,8 @@ func (a *App) holdExpiry() time.Duration {
 }
 
 // DemoSecret is the HMAC secret published in Caddyfile.example and the
-// README. It is refused unless every site is on localhost or loopback.
+// README. It is refused unless every site is on localhost or loopback and
+// every listener binds only loopback addresses.
 const DemoSecret = "tollgate-demo-secret-change-me-0123456789"
 
 // CaddyModule returns the Caddy module information.
@@ -208,7 +209,9 @@ func (a *App) Start() error {
 }
 
 // checkDemoSites refuses the demo secret unless every route of every HTTP
-// server matches only localhost or loopback hosts.
+// server matches only localhost or loopback hosts, and every listener of
+// every HTTP server binds only loopback addresses: a Host: localhost header
+// from another machine must not reach a site that trusts the demo secret.
 func (a *App) checkDemoSites() error {
 	app, err := a.ctx.AppIfConfigured("http")
 	if err != nil {
@@ -220,8 +223,30 @@ func (a *App) checkDemoSites() error {
 				return fmt.Errorf("the demo hmac_secret is published: it is refused unless every site is on localhost, and server %s has a site that is not", name)
 			}
 		}
+		for _, addr := range srv.Listen {
+			if !loopbackListener(addr) {
+				return fmt.Errorf("the demo hmac_secret is published: it is refused unless every listener binds only loopback addresses, "+
+					"and server %s listens on %s (bind its sites to 127.0.0.1)", name, addr)
+			}
+		}
 	}
 	return nil
+}
+
+// loopbackListener reports whether a server's listen address binds only
+// loopback: localhost or a loopback address with a port, or a unix socket.
+// An address without a host, such as :8080, binds every interface, and a
+// file descriptor could be any socket.
+func loopbackListener(addr string) bool {
+	na, err := caddy.ParseNetworkAddress(addr)
+	switch {
+	case err != nil, na.IsFdNetwork():
+		return false
+	case na.IsUnixNetwork():
+		return true
+	}
+	ip := net.ParseIP(na.Host)
+	return na.Host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // warnChains warns about each server where one request can reach two
