@@ -3,7 +3,6 @@
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -194,17 +193,7 @@ func (a *App) Start() error {
 		a.jwksKey = key
 	}
 	a.goLive()
-	if r, ok := a.store.(*meter.Redis); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		risks, err := r.CheckConfig(ctx)
-		if err != nil {
-			a.logger.Error("cannot check the redis configuration", zap.Error(err))
-		}
-		for _, risk := range risks {
-			a.logger.Error(risk)
-		}
-	}
+	a.checkStore()
 	return nil
 }
 

@@ -23,7 +23,12 @@ func init() {
 // parseGlobalOption parses the tollgate global option:
 //
 //	tollgate {
-//		store memory | redis <url> | redis { url … timeout … prefix … }
+//		store memory | redis <url> | redis {
+//			url <url> | sentinel <master> <addr>… | cluster <addr>…
+//			username … password … sentinel_password …
+//			tls { ca … server_name … client_cert <cert> <key> }
+//			replicas … timeout … prefix …
+//		}
 //		jwt {
 //			hmac_secret   <secret>
 //			public_key    <file> [<kid>]
@@ -138,8 +143,47 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 				return nil, d.ArgErr()
 			}
 			s.Prefix = d.Val()
-		case "cluster", "sentinel":
-			return nil, d.Errf("store redis %s: not supported yet", d.Val())
+		case "sentinel":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return nil, d.Err("sentinel needs a master name and at least one sentinel address")
+			}
+			s.Sentinel = &SentinelConfig{Master: args[0], Addrs: args[1:]}
+			continue
+		case "cluster":
+			if s.Cluster = d.RemainingArgs(); len(s.Cluster) == 0 {
+				return nil, d.Err("cluster needs at least one node address")
+			}
+			continue
+		case "username", "password", "sentinel_password":
+			name := d.Val()
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			switch name {
+			case "username":
+				s.Username = d.Val()
+			case "password":
+				s.Password = d.Val()
+			default:
+				s.SentinelPassword = d.Val()
+			}
+		case "replicas":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 0 {
+				return nil, d.Errf("replicas must be a whole number, not %q", d.Val())
+			}
+			s.Replicas = n
+		case "tls":
+			t, err := parseStoreTLS(d)
+			if err != nil {
+				return nil, err
+			}
+			s.TLS = t
+			continue
 		default:
 			return nil, d.Errf("unknown store redis option %q", d.Val())
 		}
@@ -147,10 +191,43 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 			return nil, d.ArgErr()
 		}
 	}
-	if s.URL == "" {
-		return nil, d.Err("store redis needs a url")
+	ways := 0
+	for _, set := range []bool{s.URL != "", s.Sentinel != nil, len(s.Cluster) > 0} {
+		if set {
+			ways++
+		}
+	}
+	if ways != 1 {
+		return nil, d.Err("store redis needs exactly one of url, sentinel and cluster")
 	}
 	return s, nil
+}
+
+// parseStoreTLS parses the store's tls block.
+func parseStoreTLS(d *caddyfile.Dispenser) (*StoreTLS, error) {
+	t := new(StoreTLS)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "ca":
+			if !d.AllArgs(&t.CA) {
+				return nil, d.ArgErr()
+			}
+		case "server_name":
+			if !d.AllArgs(&t.ServerName) {
+				return nil, d.ArgErr()
+			}
+		case "client_cert":
+			if !d.AllArgs(&t.ClientCert, &t.ClientKey) {
+				return nil, d.ArgErr()
+			}
+		default:
+			return nil, d.Errf("unknown tls option %q", d.Val())
+		}
+	}
+	return t, nil
 }
 
 func parseJWT(d *caddyfile.Dispenser) (*JWTConfig, error) {

@@ -86,6 +86,28 @@ func TestGlobalOption(t *testing.T) {
 		t.Errorf("round trip\n%s\nwant\n%s", back, got)
 	}
 
+	js, err = adapt(t, site(`store redis {
+			sentinel mymaster 10.0.0.1:26379 10.0.0.2:26379
+			username tg
+			password {env.REDIS_PASSWORD}
+			sentinel_password {env.SENTINEL_PASSWORD}
+			tls {
+				ca /etc/ca.pem
+				server_name redis.internal
+				client_cert /etc/c.pem /etc/c.key
+			}
+			replicas 1
+		}`, "tollgate 1\nrespond ok"))
+	if want := `"store":{"kind":"redis","sentinel":{"master":"mymaster","addrs":["10.0.0.1:26379","10.0.0.2:26379"]},` +
+		`"username":"tg","password":"{env.REDIS_PASSWORD}","sentinel_password":"{env.SENTINEL_PASSWORD}",` +
+		`"tls":{"ca":"/etc/ca.pem","server_name":"redis.internal","client_cert":"/etc/c.pem","client_key":"/etc/c.key"},"replicas":1}`; err != nil || !strings.Contains(string(js), want) {
+		t.Errorf("sentinel store: %s, %v", js, err)
+	}
+	js, err = adapt(t, site("store redis {\n\t\t\tcluster a:7000 b:7000\n\t\t}", "tollgate 1\nrespond ok"))
+	if err != nil || !strings.Contains(string(js), `"store":{"kind":"redis","cluster":["a:7000","b:7000"]}`) {
+		t.Errorf("cluster store: %s, %v", js, err)
+	}
+
 	js, err = adapt(t, site("store redis redis://h:1/0", "tollgate 1\nrespond ok"))
 	if err != nil || !strings.Contains(string(js), `"store":{"kind":"redis","url":"redis://h:1/0"}`) {
 		t.Errorf("short store form: %s, %v", js, err)
@@ -96,9 +118,15 @@ func TestGlobalOptionErrors(t *testing.T) {
 	for _, c := range []struct{ globals, want string }{
 		{"store", "wrong argument count"},
 		{"store disk", `unknown store "disk"`},
-		{"store redis {\n\t\t\ttimeout 1s\n\t\t}", "store redis needs a url"},
+		{"store redis {\n\t\t\ttimeout 1s\n\t\t}", "exactly one of url, sentinel and cluster"},
+		{"store redis {\n\t\t\tsentinel m\n\t\t}", "sentinel needs a master name and at least one sentinel address"},
+		{"store redis {\n\t\t\tcluster\n\t\t}", "cluster needs at least one node address"},
+		{"store redis {\n\t\t\turl u\n\t\t\treplicas -1\n\t\t}", "replicas must be a whole number"},
+		{"store redis {\n\t\t\turl u\n\t\t\treplicas one\n\t\t}", "replicas must be a whole number"},
+		{"store redis {\n\t\t\tcluster a:1\n\t\t\ttls {\n\t\t\t\tpin x\n\t\t\t}\n\t\t}", `unknown tls option "pin"`},
+		{"store redis {\n\t\t\tcluster a:1\n\t\t\ttls {\n\t\t\t\tclient_cert c.pem\n\t\t\t}\n\t\t}", "wrong argument count"},
 		{"store redis {\n\t\t\turl u\n\t\t\tpool 3\n\t\t}", `unknown store redis option "pool"`},
-		{"store redis {\n\t\t\turl u\n\t\t\tcluster a:1 b:2\n\t\t}", "not supported yet"},
+		{"store redis {\n\t\t\turl u\n\t\t\tcluster a:1 b:2\n\t\t}", "exactly one of url, sentinel and cluster"},
 		{"store redis {\n\t\t\turl u\n\t\t\ttimeout soon\n\t\t}", "bad duration"},
 		{"jwt {\n\t\t\tcolour blue\n\t\t}", `unknown jwt option "colour"`},
 		{"jwt {\n\t\t\thmac_secret\n\t\t}", "wrong argument count"},

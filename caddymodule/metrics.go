@@ -41,6 +41,10 @@ var (
 		Name: "tollgate_unsettled_total",
 		Help: "Settles, refunds and cancels that failed and are retried in the background.",
 	})
+	metricUnreplicated = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tollgate_unreplicated_total",
+		Help: "Request operations served whose change of money the replicas did not acknowledge in time.",
+	})
 )
 
 // Resolved once, so that counting a request costs no label lookup.
@@ -63,7 +67,7 @@ var (
 
 // registerMetrics registers the metrics in a config's registry.
 func registerMetrics(registry *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{metricRequests, metricTokens, metricStoreDuration, metricUsageCapped, metricUnsettled} {
+	for _, c := range []prometheus.Collector{metricRequests, metricTokens, metricStoreDuration, metricUsageCapped, metricUnsettled, metricUnreplicated} {
 		if err := registry.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}

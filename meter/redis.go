@@ -205,7 +205,7 @@ func (s *Redis) run(ctx context.Context, script *redis.Script, keys []string, ch
 	if changes && s.replicas > 0 {
 		reply, acked, err = s.evalWait(ctx, script, keys, argv)
 	} else {
-		reply, err = script.Run(ctx, s.client, keys, argv...).Slice()
+		reply, err = s.eval(ctx, script, keys, argv)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -220,6 +220,22 @@ func (s *Redis) run(ctx context.Context, script *redis.Script, keys []string, ch
 		return reply, ErrUnreplicated
 	}
 	return reply, nil
+}
+
+// eval runs a script through the client, which follows a cluster's MOVED
+// and ASK and sends a script that meets NOSCRIPT again whole. While a
+// migration has moved some of an account's keys and not the others, a
+// cluster answers TRYAGAIN; eval tries again until the call's deadline.
+func (s *Redis) eval(ctx context.Context, script *redis.Script, keys []string, argv []any) ([]any, error) {
+	for {
+		reply, err := script.Run(ctx, s.client, keys, argv...).Slice()
+		if s.cluster == nil || !redis.IsTryAgainError(err) {
+			return reply, err
+		}
+		if err := pause(ctx, tryAgainPause); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // unreplicated reports a request operation that applied on the master but

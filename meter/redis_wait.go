@@ -12,19 +12,38 @@ import (
 )
 
 // maxRedirects bounds how often a script that waits for replicas follows a
-// cluster's MOVED, ASK or TRYAGAIN within one call.
+// cluster's MOVED or ASK within one call.
 const maxRedirects = 5
+
+// tryAgainPause is how long a script that a migrating slot answered
+// TRYAGAIN waits before it is sent again.
+const tryAgainPause = 5 * time.Millisecond
+
+// pause waits for d, or until ctx ends.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// waitLate is how late Redis may answer a WAIT that timed out.
+const waitLate = 110 * time.Millisecond
 
 // evalWait runs a script that changes money and then WAIT for the store's
 // replicas, on one connection to the master of the script's keys, so that
-// WAIT covers the script's writes. It returns the script's reply and how
+// WAIT covers the script's writes, and every write before them. It returns the script's reply and how
 // many replicas acknowledged it. On a cluster it follows MOVED and ASK
 // itself, because the connection must be the one to the node that runs the
 // script. A script that meets NOSCRIPT did not run, and is sent again whole.
 func (s *Redis) evalWait(ctx context.Context, script *redis.Script, keys []string, argv []any) ([]any, int64, error) {
-	var node redis.Cmdable = s.client
+	node, _ := s.client.(*redis.Client)
 	asking := false
-	for range maxRedirects {
+	for redirects := 0; redirects <= maxRedirects; {
 		if s.cluster != nil && !asking {
 			n, err := s.cluster.MasterForKey(ctx, keys[0])
 			if err != nil {
@@ -32,7 +51,7 @@ func (s *Redis) evalWait(ctx context.Context, script *redis.Script, keys []strin
 			}
 			node = n
 		}
-		reply, acked, err := s.pipeWait(ctx, node, script, keys, argv, asking)
+		reply, acked, err := s.connWait(ctx, node, script, keys, argv, asking)
 		if s.cluster == nil || err == nil {
 			return reply, acked, err
 		}
@@ -42,19 +61,17 @@ func (s *Redis) evalWait(ctx context.Context, script *redis.Script, keys []strin
 				return nil, 0, err
 			}
 			asking = true
+			redirects++
 			continue
 		}
 		if _, ok := redis.IsMovedError(err); ok {
 			s.cluster.ReloadState(ctx)
+			redirects++
 			continue
 		}
-		if redis.IsTryAgainError(err) || redis.HasErrorPrefix(err, "CLUSTERDOWN") {
-			t := time.NewTimer(10 * time.Millisecond)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return nil, 0, ctx.Err()
+		if redis.IsTryAgainError(err) {
+			if err := pause(ctx, tryAgainPause); err != nil {
+				return nil, 0, err
 			}
 			continue
 		}
@@ -63,45 +80,47 @@ func (s *Redis) evalWait(ctx context.Context, script *redis.Script, keys []strin
 	return nil, 0, errors.New("too many cluster redirects")
 }
 
-// pipeWait sends the script, then WAIT, in one pipeline on node, preceded
-// by ASKING when a migrating slot sent the script there.
-func (s *Redis) pipeWait(ctx context.Context, node redis.Cmdable, script *redis.Script, keys []string, argv []any, asking bool) ([]any, int64, error) {
+// connWait runs the script, then WAIT, on one connection of node, each
+// script call preceded by ASKING when a migrating slot sent it there. WAIT
+// follows the script, not in a pipeline with it, so that a script that
+// meets NOSCRIPT is sent again whole before WAIT takes its time.
+func (s *Redis) connWait(ctx context.Context, node *redis.Client, script *redis.Script, keys []string, argv []any, asking bool) ([]any, int64, error) {
+	conn := node.Conn()
+	defer conn.Close()
+	call := func(whole bool) *redis.Cmd {
+		if asking {
+			if err := conn.Do(ctx, "ASKING").Err(); err != nil {
+				return redis.NewCmdResult(nil, err)
+			}
+		}
+		if whole {
+			return script.Eval(ctx, conn, keys, argv...)
+		}
+		return script.EvalSha(ctx, conn, keys, argv...)
+	}
+	eval := call(false)
+	if err := eval.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		eval = call(true)
+	}
+	reply, err := eval.Slice()
+	if err != nil {
+		return nil, 0, err
+	}
 	waitMs := int64(1)
 	if end, ok := ctx.Deadline(); ok {
 		// WAIT answers before the call's deadline, with what it has.
-		waitMs = max(1, time.Until(end).Milliseconds()*3/4)
+		// Redis ends a blocked WAIT on its cron, up to 1/hz late (100ms
+		// at the default hz of 10).
+		left := time.Until(end)
+		waitMs = max(1, min(left/2, left-waitLate).Milliseconds())
 	}
-	whole := false
-	for {
-		var eval *redis.Cmd
-		var wait *redis.IntCmd
-		_, _ = node.Pipelined(ctx, func(p redis.Pipeliner) error {
-			if asking {
-				p.Do(ctx, "ASKING")
-			}
-			if whole {
-				eval = script.Eval(ctx, p, keys, argv...)
-			} else {
-				eval = script.EvalSha(ctx, p, keys, argv...)
-			}
-			wait = redis.NewIntCmd(ctx, "WAIT", s.replicas, waitMs)
-			return p.Process(ctx, wait)
-		})
-		if err := eval.Err(); err != nil {
-			if !whole && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-				whole = true
-				continue
-			}
-			return nil, 0, err
-		}
-		// A WAIT that failed after the script ran acknowledges nothing.
-		reply, err := eval.Slice()
-		return reply, wait.Val(), err
-	}
+	// A WAIT that fails after the script ran acknowledges nothing.
+	acked, _ := conn.Do(ctx, "WAIT", s.replicas, waitMs).Int64()
+	return reply, acked, nil
 }
 
 // master returns the cluster's master client at addr, which an ASK named.
-func (s *Redis) master(ctx context.Context, addr string) (redis.Cmdable, error) {
+func (s *Redis) master(ctx context.Context, addr string) (*redis.Client, error) {
 	var mu sync.Mutex
 	var found *redis.Client
 	err := s.cluster.ForEachMaster(ctx, func(_ context.Context, c *redis.Client) error {

@@ -96,7 +96,7 @@ func (c *Cluster) Node(t testing.TB, addr string) *Server {
 }
 
 // MasterOf returns the master that serves slot now, and one of its
-// replicas.
+// replicas (nil if it has none).
 func (c *Cluster) MasterOf(t testing.TB, slot int) (master, replica *Server) {
 	t.Helper()
 	for _, s := range c.Servers {
@@ -110,15 +110,43 @@ func (c *Cluster) MasterOf(t testing.TB, slot int) (master, replica *Server) {
 		for _, r := range slots {
 			if slot >= int(r.Start) && slot <= int(r.End) {
 				master = c.Node(t, r.Nodes[0].Addr)
-				if len(r.Nodes) > 1 {
-					replica = c.Node(t, r.Nodes[1].Addr)
-				}
-				return master, replica
+				return master, c.replicaOf(t, master)
 			}
 		}
 	}
 	t.Fatalf("redistest: no node serves slot %d", slot)
 	return nil, nil
+}
+
+// Masters returns the running nodes that are masters now.
+func (c *Cluster) Masters(t testing.TB) []*Server {
+	t.Helper()
+	var masters []*Server
+	for _, s := range c.Servers {
+		if !s.Running() {
+			continue
+		}
+		if info, err := s.Client(t).Info(context.Background(), "replication").Result(); err == nil && infoField(info, "role") == "master" {
+			masters = append(masters, s)
+		}
+	}
+	return masters
+}
+
+// replicaOf returns a running replica of master, or nil.
+func (c *Cluster) replicaOf(t testing.TB, master *Server) *Server {
+	t.Helper()
+	_, port, _ := strings.Cut(master.Addr, ":")
+	for _, s := range c.Servers {
+		if s == master || !s.Running() {
+			continue
+		}
+		info, err := s.Client(t).Info(context.Background(), "replication").Result()
+		if err == nil && infoField(info, "role") == "slave" && infoField(info, "master_port") == port {
+			return s
+		}
+	}
+	return nil
 }
 
 // ID returns the cluster node id of s.
@@ -137,15 +165,15 @@ type Migration struct {
 	slot     int
 	from, to *Server
 	fromC    *redis.Client
-	c        *Cluster
+	toC      *redis.Client
 }
 
 // BeginMigration marks slot as importing on to and migrating on from.
 func (c *Cluster) BeginMigration(t testing.TB, slot int, from, to *Server) *Migration {
 	t.Helper()
-	m := &Migration{slot: slot, from: from, to: to, fromC: from.Client(t), c: c}
+	m := &Migration{slot: slot, from: from, to: to, fromC: from.Client(t), toC: to.Client(t)}
 	ctx := context.Background()
-	if err := to.Client(t).Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", from.ID(t)).Err(); err != nil {
+	if err := m.toC.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", from.ID(t)).Err(); err != nil {
 		t.Fatalf("redistest: SETSLOT IMPORTING: %v", err)
 	}
 	if err := m.fromC.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", to.ID(t)).Err(); err != nil {
@@ -155,13 +183,13 @@ func (c *Cluster) BeginMigration(t testing.TB, slot int, from, to *Server) *Migr
 }
 
 // Step moves up to n of the slot's keys with MIGRATE and reports how many
-// are left on the old master.
-func (m *Migration) Step(t testing.TB, n int) int {
-	t.Helper()
+// are left on the old master. It returns errors rather than failing the
+// test, so a goroutine may run it.
+func (m *Migration) Step(n int) (left int, err error) {
 	ctx := context.Background()
 	keys, err := m.fromC.ClusterGetKeysInSlot(ctx, m.slot, n).Result()
 	if err != nil {
-		t.Fatalf("redistest: GETKEYSINSLOT: %v", err)
+		return 0, fmt.Errorf("GETKEYSINSLOT: %w", err)
 	}
 	if len(keys) > 0 {
 		host, port, _ := strings.Cut(m.to.Addr, ":")
@@ -170,24 +198,28 @@ func (m *Migration) Step(t testing.TB, n int) int {
 			args = append(args, k)
 		}
 		if err := m.fromC.Do(ctx, args...).Err(); err != nil {
-			t.Fatalf("redistest: MIGRATE: %v", err)
+			return 0, fmt.Errorf("MIGRATE: %w", err)
 		}
 	}
-	left, err := m.fromC.ClusterCountKeysInSlot(ctx, m.slot).Result()
+	count, err := m.fromC.ClusterCountKeysInSlot(ctx, m.slot).Result()
 	if err != nil {
-		t.Fatalf("redistest: COUNTKEYSINSLOT: %v", err)
+		return 0, fmt.Errorf("COUNTKEYSINSLOT: %w", err)
 	}
-	return int(left)
+	return int(count), nil
 }
 
-// End gives the slot to the new master on every node.
-func (m *Migration) End(t testing.TB) {
-	t.Helper()
-	id := m.to.ID(t)
-	for _, s := range []*Server{m.to, m.from} {
-		if err := s.Client(t).Do(context.Background(), "CLUSTER", "SETSLOT", m.slot, "NODE", id).Err(); err != nil {
-			t.Fatalf("redistest: SETSLOT NODE on %s: %v", s.Addr, err)
+// End gives the slot to the new master on both nodes; the others learn it
+// from them. It returns errors rather than failing the test, so a goroutine
+// may run it.
+func (m *Migration) End() error {
+	id, err := m.toC.Do(context.Background(), "CLUSTER", "MYID").Text()
+	if err != nil {
+		return fmt.Errorf("CLUSTER MYID: %w", err)
+	}
+	for _, c := range []*redis.Client{m.toC, m.fromC} {
+		if err := c.Do(context.Background(), "CLUSTER", "SETSLOT", m.slot, "NODE", id).Err(); err != nil {
+			return fmt.Errorf("SETSLOT NODE: %w", err)
 		}
 	}
-	m.c.WaitHealthy(t)
+	return nil
 }

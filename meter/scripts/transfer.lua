@@ -1,6 +1,7 @@
 -- transfer.lua: an operator's credit or debit, under the operator's own id.
 -- The same id with the same amount and reason replies with the first result;
--- with another amount or reason it is a conflict. Ids are kept for the life
+-- with another amount or reason it is a conflict, and a repeat rewrites the
+-- record as it is, so that WAIT after it waits for the first write too. Ids are kept for the life
 -- of the account. A debit never takes the balance below 0.
 --
 -- KEYS[1..4] the account (lib.lua); KEYS[5] the id's record.
@@ -28,6 +29,9 @@ local function run()
 		if rec.a ~= amount or rec.r ~= reason then
 			return {'CONFLICT', 'the id was used with another amount or reason'}
 		end
+		-- Writing the record again, unchanged, makes a WAIT that follows
+		-- this script cover the first write too.
+		store(rec, 0)
 		return {'OK', rec.b, rec.e, 1, rec.by}
 	end
 	local bal = balance()
