@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: installs redis-server if it is missing (the tests start
-# their own servers), and Node.js, npm and the jose package that
+# Runs every test: installs redis-server, redis-sentinel and redis-cli if
+# they are missing (the tests start their own servers, Sentinels and
+# Clusters), and Node.js, npm and the jose package that
 # TestJoseInterop mints tokens with, then go vet and go test -race.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +18,9 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
-if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-	apt_install redis-server redis-tools
+if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null ||
+	! command -v redis-sentinel >/dev/null; then
+	apt_install redis-server redis-tools redis-sentinel
 fi
 # The tests start their own servers; a system service is not needed.
 
