@@ -51,6 +51,9 @@ func StartSentinel(t testing.TB, replicas int, opts ...Options) *Sentinel {
 		if n := infoField(info, "connected_slaves"); n != strconv.Itoa(replicas) {
 			return fmt.Errorf("%s replicas connected", n)
 		}
+		if online := strings.Count(info, ",state=online,"); online != replicas {
+			return fmt.Errorf("%d replicas online", online)
+		}
 		return nil
 	})
 	for range 3 {
