@@ -4,7 +4,8 @@
 // Bytes from the client are forwarded untouched. Bytes from the server are
 // forwarded in chunks, and DropReplies makes the proxy discard a chunk and
 // cut the connection, so the client sees its reply lost: a request that may
-// or may not have been executed.
+// or may not have been executed. Delay makes the proxy hold each chunk
+// before forwarding it, so the server looks slow.
 package faultproxy
 
 import (
@@ -41,17 +42,20 @@ type Proxy struct {
 	links  map[*link]struct{}
 	frac   float64
 	rng    *rand.Rand
+	delay  time.Duration
 }
 
 // link is one proxied connection: the client's side and the server's side.
 type link struct {
 	client, server net.Conn
 	once           sync.Once
+	done           chan struct{} // closed when the link closes
 }
 
 // close closes both sides of the link.
 func (l *link) close() {
 	l.once.Do(func() {
+		close(l.done)
 		_ = l.client.Close()
 		_ = l.server.Close()
 	})
@@ -98,6 +102,20 @@ func (p *Proxy) DropReplies(frac float64, seed uint64) {
 	defer p.mu.Unlock()
 	p.frac = frac
 	p.rng = rand.New(rand.NewPCG(seed, 0))
+}
+
+// Delay makes the proxy hold each chunk it reads from the server side for d
+// before forwarding it to the client, on every connection, open or new. A
+// chunk already held keeps the delay it was read with. A d of 0 turns
+// delaying off. Delay is safe to call while traffic flows; it panics if d is
+// negative.
+func (p *Proxy) Delay(d time.Duration) {
+	if d < 0 {
+		panic(fmt.Sprintf("faultproxy: negative delay %v", d))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = d
 }
 
 // Dropped returns how many chunks from the server the proxy has dropped.
@@ -151,7 +169,7 @@ func (p *Proxy) serve(client net.Conn) {
 		_ = client.Close()
 		return
 	}
-	l := &link{client: client, server: server}
+	l := &link{client: client, server: server, done: make(chan struct{})}
 	if !p.track(l) {
 		l.close()
 		return
@@ -170,7 +188,8 @@ func (p *Proxy) serve(client net.Conn) {
 }
 
 // forwardReplies copies the server's side of l to the client's side, chunk
-// by chunk, until an error or a dropped chunk.
+// by chunk, until an error, a dropped chunk or l closing while a chunk is
+// held.
 func (p *Proxy) forwardReplies(l *link) {
 	buf := make([]byte, chunkSize)
 	for {
@@ -178,6 +197,9 @@ func (p *Proxy) forwardReplies(l *link) {
 		if n > 0 {
 			if p.drop() {
 				p.dropped.Add(1)
+				return
+			}
+			if !p.hold(l) {
 				return
 			}
 			if _, werr := l.client.Write(buf[:n]); werr != nil {
@@ -198,6 +220,27 @@ func (p *Proxy) drop() bool {
 		return false
 	}
 	return p.rng.Float64() < p.frac
+}
+
+// hold waits for the delay set now, and reports false if l closed or the
+// proxy shut down meanwhile.
+func (p *Proxy) hold(l *link) bool {
+	p.mu.Lock()
+	d := p.delay
+	p.mu.Unlock()
+	if d == 0 {
+		return true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-l.done:
+		return false
+	case <-p.ctx.Done():
+		return false
+	}
 }
 
 // track registers l as open. It reports false if the proxy is shutting

@@ -105,3 +105,44 @@ func TestCloseAll(t *testing.T) {
 		t.Fatalf("ping after CloseAll: %v", err)
 	}
 }
+
+// TestDelay checks that a reply takes at least the delay set, and that
+// turning the delay off makes replies prompt again on the same connection.
+func TestDelay(t *testing.T) {
+	s := redistest.Start(t)
+	p := faultproxy.Start(t, s.Addr)
+	c := newClient(t, p)
+	if err := ping(c); err != nil {
+		t.Fatalf("ping through proxy: %v", err)
+	}
+
+	const d = 300 * time.Millisecond
+	p.Delay(d)
+	start := time.Now()
+	if err := ping(c); err != nil {
+		t.Fatalf("ping with a delay: %v", err)
+	}
+	if took := time.Since(start); took < d {
+		t.Errorf("ping with a delay of %v took %v", d, took)
+	}
+
+	p.Delay(0)
+	start = time.Now()
+	if err := ping(c); err != nil {
+		t.Fatalf("ping with the delay off: %v", err)
+	}
+	if took := time.Since(start); took >= d {
+		t.Errorf("ping with the delay off took %v, want under %v", took, d)
+	}
+}
+
+// TestDelayNegative checks that a negative delay panics.
+func TestDelayNegative(t *testing.T) {
+	p := faultproxy.Start(t, "127.0.0.1:1") // never dialled
+	defer func() {
+		if recover() == nil {
+			t.Error("Delay(-1) did not panic")
+		}
+	}()
+	p.Delay(-1)
+}
