@@ -1,0 +1,94 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/redistest"
+)
+
+// TestChaosSentinelFailover kills a Sentinel-watched master with SIGKILL
+// while two gateway processes spend several accounts' balances, with
+// replicas 0 and replicas 1. Clients only ever see 200, 402 and 503, never
+// NOSCRIPT; every 2xx was forwarded once; no account goes below 0 (verify
+// finds no drift); the load runs until every balance is spent. It logs the
+// failover time and the loss: the forwards whose charges the failover lost.
+func TestChaosSentinelFailover(t *testing.T) {
+	for _, replicas := range []int{0, 1} {
+		t.Run(fmt.Sprintf("replicas_%d", replicas), func(t *testing.T) {
+			logDuration(t)
+			topo := redistest.StartSentinel(t, 1)
+			up := newUpstream(t)
+			store := fmt.Sprintf("sentinel %s %s\n\t\t\treplicas %d", redistest.MasterName, strings.Join(topo.Addrs(), " "), replicas)
+			gateways := startChaosGateways(t, 2, store, "chaos-sentinel", up)
+			accounts := []string{"alice", "bob", "carol", "dave"}
+			balance := int64(chaosSize(150, 50))
+			for _, a := range accounts {
+				gateways[0].mustCredit(t, a, balance)
+			}
+
+			var failedOver atomic.Bool
+			var mu sync.Mutex
+			spent := map[string]bool{}
+			var paid atomic.Int64
+			kill := make(chan struct{})
+			var once sync.Once
+			ta := loadSpec{
+				gateways: gateways,
+				accounts: accounts,
+				workers:  16,
+				max:      int64(20 * balance * int64(len(accounts))),
+				deadline: 90 * time.Second,
+				stop: func() bool {
+					mu.Lock()
+					defer mu.Unlock()
+					return len(spent) == len(accounts)
+				},
+				each: func(s shot) {
+					switch {
+					case s.status == http.StatusOK && paid.Add(1) == balance*int64(len(accounts))/3:
+						once.Do(func() { close(kill) })
+					case s.status == http.StatusPaymentRequired && failedOver.Load():
+						mu.Lock()
+						spent[s.account] = true
+						mu.Unlock()
+					}
+				},
+			}
+			var killed time.Time
+			var failover time.Duration
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				<-kill
+				old := topo.Master(t)
+				killed = time.Now()
+				old.Stop()
+				topo.WaitFailover(t, old)
+				failover = time.Since(killed)
+				failedOver.Store(true)
+			}()
+			result := ta.run(t)
+			<-done
+
+			as := gateways[0].settled(t, accounts...)
+			result.expectOnly(t, http.StatusOK, http.StatusPaymentRequired, http.StatusServiceUnavailable)
+			if got, hits := result.count(http.StatusOK), up.hits.Load(); got != hits {
+				t.Errorf("%d 2xx answers and %d upstream hits, want them equal", got, hits)
+			}
+			for _, a := range as {
+				if a.Balance < 0 || a.Held < 0 {
+					t.Errorf("account %+v below 0", a)
+				}
+			}
+			verifyClean(t, gateways[0])
+			t.Logf("replicas %d: failover took %v; %s; %d upstream hits, %d requests charged: %d forwards lost their charge",
+				replicas, failover.Round(time.Millisecond), result, up.hits.Load(), netCharged(as), up.hits.Load()-netCharged(as))
+		})
+	}
+}
