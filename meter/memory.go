@@ -60,6 +60,7 @@ type memAccount struct {
 	ledger         []Entry // a ring of at most Retention entries
 	ledgerStart    int     // index of the oldest entry in ledger
 	lastMs, lastSq int64   // the last entry id
+	added          int64   // entries ever appended to the ledger
 
 	holds     map[string]*memHold
 	ops       map[string]*memOp
@@ -672,6 +673,7 @@ func (a *memAccount) add(cfg Config, now int64, e Entry) Entry {
 	e.ID = strconv.FormatInt(a.lastMs, 10) + "-" + strconv.FormatInt(a.lastSq, 10)
 	e.Time = time.UnixMilli(now).UTC()
 	e.Balance = a.balance()
+	a.added++
 	if len(a.ledger) < cfg.Retention && a.ledgerStart == 0 {
 		a.ledger = append(a.ledger, e)
 	} else {

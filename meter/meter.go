@@ -91,6 +91,16 @@ type Store interface {
 	// appears at least once; a page may be empty while Next is still set.
 	Accounts(ctx context.Context, cursor string, limit int) (AccountPage, error)
 
+	// Verify recomputes every invariant of one account from the store's own
+	// records, read in one atomic step, and reports each one they break. It
+	// changes nothing and releases no expired hold: such a hold is still
+	// open. An account never seen is ErrNotFound, and is not created.
+	Verify(ctx context.Context, account string) (Check, error)
+
+	// VerifyPage verifies every account on a page of Accounts, from the
+	// cursor, with limit as its hint.
+	VerifyPage(ctx context.Context, cursor string, limit int) (CheckPage, error)
+
 	// Retry runs fn in the background, again and again with a growing pause,
 	// until it returns an error other than ErrUnavailable, or none. The store
 	// stays open until it is done. It is how refunds and cancels whose

@@ -425,6 +425,7 @@ func testProperty(t *testing.T, f Factory) {
 	if len(seen) > len(accounts) {
 		t.Errorf("listed %v, more than the %d accounts", seen, len(accounts))
 	}
+	verifiesClean(t, s, len(seen))
 	keys := slices.Sorted(maps.Keys(classes))
 	var b strings.Builder
 	for _, k := range keys {

@@ -1,7 +1,7 @@
 // Package storetest is the conformance suite that every meter.Store passes:
 // the arithmetic of every operation, idempotency, input validation, expiry,
-// the ledger, account isolation, a property test against a model, and
-// concurrency with exact totals.
+// the ledger, account isolation, verify, a property test against a model,
+// and concurrency with exact totals.
 //
 // A store's test calls Run with a Factory that makes a fresh, empty store for
 // every case. Nothing here knows which store it tests: it sees the store only
@@ -62,6 +62,8 @@ func Run(t *testing.T, f Factory) {
 		{"Accounts", testAccounts},
 		{"AccountIsolation", testIsolation},
 		{"EntryJSON", testEntryJSON},
+		{"Verify", testVerify},
+		{"VerifyTrimmed", testVerifyTrimmed},
 		{"Property", testProperty},
 		{"ConcurrentCharges", testConcurrentCharges},
 		{"ConcurrentHolds", testConcurrentHolds},
