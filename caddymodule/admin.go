@@ -23,8 +23,8 @@ func init() {
 }
 
 // AdminAPI serves the operator API on Caddy's admin endpoint, under
-// /tollgate/: GET /tollgate/accounts, GET /tollgate/accounts/{id} and
-// …/ledger, and POST …/credit and …/debit.
+// /tollgate/: GET /tollgate/accounts, GET /tollgate/accounts/{id}, …/ledger
+// and …/verify, POST …/credit and …/debit, and GET /tollgate/verify.
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -79,14 +79,23 @@ func (a *App) goDark() {
 // maxAdminBody is the largest request body the operator API reads.
 const maxAdminBody = 64 << 10
 
-// serveAdmin serves the operator API at path (from /accounts on), for
-// changes made by by.
+// apiRoots are the first path segments of the operator API.
+var apiRoots = []string{"accounts", "verify"}
+
+// serveAdmin serves the operator API at path (from /accounts or /verify on),
+// for changes made by by.
 func serveAdmin(w http.ResponseWriter, r *http.Request, path string, app *App, by string) {
 	if app == nil {
 		writeAdminProblem(w, http.StatusServiceUnavailable, "store-unavailable", "Tollgate is not running.", nil)
 		return
 	}
 	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if segs[0] == "verify" && len(segs) == 1 {
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			verifyAccounts(w, r, app)
+		}
+		return
+	}
 	if segs[0] != "accounts" || len(segs) > 3 || (len(segs) > 1 && segs[1] == "") {
 		writeAdminProblem(w, http.StatusNotFound, "not-found", "No such resource.", nil)
 		return
@@ -121,6 +130,16 @@ func serveAdmin(w http.ResponseWriter, r *http.Request, path string, app *App, b
 		if allow(w, r, http.MethodGet, http.MethodHead) {
 			serveLedger(w, r, app.store, meter.Read{Account: account})
 		}
+	case "verify":
+		if !allow(w, r, http.MethodGet, http.MethodHead) {
+			return
+		}
+		c, err := app.store.Verify(r.Context(), account)
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, c)
 	case "credit", "debit":
 		if !allow(w, r, http.MethodPost) {
 			return
@@ -188,14 +207,9 @@ func serveLedger(w http.ResponseWriter, r *http.Request, store meter.Store, rd m
 // listAccounts answers a page of account ids from the cursor; limit is a
 // hint.
 func listAccounts(w http.ResponseWriter, r *http.Request, app *App) {
-	limit := 0
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > meter.MaxAccountsLimit {
-			writeAdminProblem(w, http.StatusBadRequest, "invalid-request", "limit must be an integer from 1 to 1000.", nil)
-			return
-		}
-		limit = n
+	limit, ok := pageLimit(w, r)
+	if !ok {
+		return
 	}
 	page, err := app.store.Accounts(r.Context(), r.URL.Query().Get("cursor"), limit)
 	if err != nil {
@@ -203,6 +217,37 @@ func listAccounts(w http.ResponseWriter, r *http.Request, app *App) {
 		return
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// verifyAccounts answers the checks of a page of accounts from the cursor;
+// limit is a hint.
+func verifyAccounts(w http.ResponseWriter, r *http.Request, app *App) {
+	limit, ok := pageLimit(w, r)
+	if !ok {
+		return
+	}
+	page, err := app.store.VerifyPage(r.Context(), r.URL.Query().Get("cursor"), limit)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// pageLimit reads the limit of an account page: 1-1000, or 0 when the
+// request gives none. It answers 400 to any other, and reports whether the
+// limit is good.
+func pageLimit(w http.ResponseWriter, r *http.Request) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > meter.MaxAccountsLimit {
+		writeAdminProblem(w, http.StatusBadRequest, "invalid-request", "limit must be an integer from 1 to 1000.", nil)
+		return 0, false
+	}
+	return n, true
 }
 
 // plainAmount is how an amount must be written: a decimal integer without

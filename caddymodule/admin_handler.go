@@ -20,9 +20,9 @@ func init() {
 }
 
 // AdminHandler serves the operator API in a site, from the first path
-// segment named accounts on, to tokens that carry the tollgate:admin scope
-// (and admin_audience, when set). What it changes records the admin's
-// account as detail.by.
+// segment named accounts or verify on, to tokens that carry the
+// tollgate:admin scope (and admin_audience, when set). What it changes
+// records the admin's account as detail.by.
 type AdminHandler struct {
 	app *App
 }
@@ -63,9 +63,9 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	}
 	r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set("http.auth.user.id", admin)
 	segs := strings.Split(r.URL.EscapedPath(), "/")
-	i := slices.Index(segs, "accounts")
+	i := slices.IndexFunc(segs, func(seg string) bool { return slices.Contains(apiRoots, seg) })
 	if i < 0 {
-		writeAdminProblem(w, http.StatusNotFound, "not-found", "No such resource: the operator API starts at …/accounts.", nil)
+		writeAdminProblem(w, http.StatusNotFound, "not-found", "No such resource: the operator API starts at …/accounts or …/verify.", nil)
 		return nil
 	}
 	serveAdmin(w, r, "/"+strings.Join(segs[i:], "/"), h.app, admin)

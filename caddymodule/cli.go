@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/tollgate-dev/tollgate/meter"
 )
@@ -24,10 +26,11 @@ const (
 	exitConflict     = 4 // the id was used with other values
 	exitInsufficient = 5 // a debit above the balance
 	exitRefused      = 6 // any other refusal
+	exitDrift        = 7 // verify found drift
 )
 
-// operatorCommands are credit, debit, balance and ledger, which talk to the
-// admin API as caddy reload does.
+// operatorCommands are credit, debit, balance, ledger, accounts and verify,
+// which talk to the admin API as caddy reload does.
 func operatorCommands() []*cobra.Command {
 	transfer := func(kind string) *cobra.Command {
 		cmd := &cobra.Command{
@@ -97,15 +100,20 @@ and reason changes nothing again.`,
 	}
 
 	ledger := &cobra.Command{
-		Use:   "ledger --account <id> [--limit 20] [--json]",
+		Use:   "ledger --account <id> [--limit 20] [--before <entry-id>] [--json]",
 		Short: "Shows an account's latest ledger entries, newest first",
-		Args:  cobra.NoArgs,
+		Long: `Shows an account's ledger entries, newest first. For the page after
+this one, pass the id of its last entry as --before.`,
+		Args: cobra.NoArgs,
 		RunE: caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 			limit := fl.Int("limit")
 			if limit < 1 || limit > meter.MaxLedgerLimit {
 				return exitUsage, fmt.Errorf("bad --limit %d: from 1 to 1000", limit)
 			}
 			uri := "/accounts/" + url.PathEscape(fl.String("account")) + "/ledger?limit=" + strconv.Itoa(limit)
+			if before := fl.String("before"); before != "" {
+				uri += "&before=" + url.QueryEscape(before)
+			}
 			out, code, err := callAdmin(fl, "GET", uri, nil)
 			if err != nil {
 				return code, err
@@ -133,17 +141,211 @@ and reason changes nothing again.`,
 		}),
 	}
 	ledger.Flags().Int("limit", 20, "how many entries, from 1 to 1000")
+	ledger.Flags().String("before", "", "show the entries older than this entry id")
 
 	cmds := []*cobra.Command{transfer("credit"), transfer("debit"), balance, ledger}
 	for _, cmd := range cmds {
+		cmd.Flags().String("account", "", "the account id")
+		cmd.Flags().Bool("json", false, "print the API's JSON answer")
+	}
+	cmds = append(cmds, accountsCommand(), verifyCommand())
+	for _, cmd := range cmds {
 		f := cmd.Flags()
-		f.String("account", "", "the account id")
-		f.Bool("json", false, "print the API's JSON answer")
 		f.String("address", "", "the admin API's address (default: from --config, else localhost:2019)")
 		f.String("config", "", "a config file to read the admin address from")
 		f.String("adapter", "", "the adapter of --config")
 	}
 	return cmds
+}
+
+// accountsCommand lists every account, walking the pages of GET /accounts.
+func accountsCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "accounts [--limit 100] [--json]",
+		Short: "Lists every account, one a line",
+		Long: `Lists every account, one a line, walking every page of the account list.
+The order is unspecified. --limit is the size of the pages asked for.`,
+		Args: cobra.NoArgs,
+		RunE: caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+			limit := fl.Int("limit")
+			if limit < 1 || limit > meter.MaxAccountsLimit {
+				return exitUsage, fmt.Errorf("bad --limit %d: from 1 to 1000", limit)
+			}
+			seen := map[string]bool{}
+			all := []string{}
+			code, err := walkPages(fl, "/accounts", limit, func(body []byte) (*string, error) {
+				var page meter.AccountPage
+				if err := json.Unmarshal(body, &page); err != nil {
+					return nil, err
+				}
+				for _, id := range page.Accounts {
+					if seen[id] {
+						continue
+					}
+					seen[id] = true
+					if fl.Bool("json") {
+						all = append(all, id)
+					} else {
+						fmt.Println(id)
+					}
+				}
+				return page.Next, nil
+			})
+			if err != nil {
+				return code, err
+			}
+			if fl.Bool("json") {
+				out, _ := json.Marshal(map[string][]string{"accounts": all})
+				return 0, printJSON(out)
+			}
+			return 0, nil
+		}),
+	}
+	cmd.Flags().Int("limit", 100, "accounts asked for per page, from 1 to 1000")
+	cmd.Flags().Bool("json", false, `print {"accounts":[…]}`)
+	return cmd
+}
+
+// verifyPageSize is how many accounts verify asks to check per page.
+const verifyPageSize = 100
+
+// verifyCommand checks every account, or one, through GET /verify.
+func verifyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verify [--account <id>] [--json]",
+		Short: "Checks every account's records against the ledger's invariants",
+		Long: `Recomputes every invariant of every account (or of --account alone) from
+the store's own records, changing nothing, and prints each drift found: the
+account, the check and what it found. On a terminal, a progress line on
+standard error counts the accounts checked.
+
+Exits 0 when there is no drift, 7 when there is.`,
+		Args: cobra.NoArgs,
+		RunE: caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+			human := !fl.Bool("json")
+			var (
+				found verifyResult
+				code  int
+				err   error
+			)
+			if account := fl.String("account"); account != "" {
+				found, code, err = verifyOne(fl, account, human)
+			} else {
+				found, code, err = verifyEvery(fl, human)
+			}
+			if err != nil {
+				return code, err
+			}
+			if human {
+				noun := "accounts"
+				if found.Checked == 1 {
+					noun = "account"
+				}
+				fmt.Printf("checked %d %s: %d drift\n", found.Checked, noun, len(found.Drift))
+			} else {
+				out, _ := json.Marshal(found)
+				if err := printJSON(out); err != nil {
+					return exitRefused, err
+				}
+			}
+			if len(found.Drift) > 0 {
+				accounts := map[string]bool{}
+				for _, d := range found.Drift {
+					accounts[d.Account] = true
+				}
+				noun := "accounts"
+				if len(accounts) == 1 {
+					noun = "account"
+				}
+				return exitDrift, fmt.Errorf("drift found: %d, in %d %s", len(found.Drift), len(accounts), noun)
+			}
+			return 0, nil
+		}),
+	}
+	cmd.Flags().String("account", "", "check this account alone")
+	cmd.Flags().Bool("json", false, `print {"checked":n,"drift":[…]}`)
+	return cmd
+}
+
+// verifyResult is what verify found.
+type verifyResult struct {
+	Checked int           `json:"checked"`
+	Drift   []meter.Drift `json:"drift"`
+}
+
+// verifyOne checks one account through GET /accounts/{id}/verify, printing
+// its drift when human is set. It returns an error with its exit code.
+func verifyOne(fl caddycmd.Flags, account string, human bool) (verifyResult, int, error) {
+	out, code, err := callAdmin(fl, "GET", "/accounts/"+url.PathEscape(account)+"/verify", nil)
+	if err != nil {
+		return verifyResult{}, code, err
+	}
+	var c meter.Check
+	if err := json.Unmarshal(out, &c); err != nil {
+		return verifyResult{}, exitRefused, fmt.Errorf("reading the answer: %v", err)
+	}
+	if human {
+		printDrift(c.Drift)
+	}
+	return verifyResult{Checked: 1, Drift: c.Drift}, 0, nil
+}
+
+// verifyEvery checks every account, walking the pages of GET /verify,
+// printing their drift as they come when human is set, and a progress line
+// when standard error is a terminal. It returns an error with its exit code.
+func verifyEvery(fl caddycmd.Flags, human bool) (verifyResult, int, error) {
+	found := verifyResult{Drift: []meter.Drift{}}
+	progress := term.IsTerminal(int(os.Stderr.Fd()))
+	code, err := walkPages(fl, "/verify", verifyPageSize, func(body []byte) (*string, error) {
+		var page meter.CheckPage
+		if err := json.Unmarshal(body, &page); err != nil {
+			return nil, err
+		}
+		if progress {
+			fmt.Fprint(os.Stderr, "\r\x1b[K")
+		}
+		if human {
+			printDrift(page.Drift)
+		}
+		found.Checked += page.Checked
+		found.Drift = append(found.Drift, page.Drift...)
+		if progress {
+			fmt.Fprintf(os.Stderr, "checked %d accounts, %d drift", found.Checked, len(found.Drift))
+		}
+		return page.Next, nil
+	})
+	if progress {
+		fmt.Fprint(os.Stderr, "\r\x1b[K")
+	}
+	return found, code, err
+}
+
+// printDrift prints each drift on a line of its own.
+func printDrift(drift []meter.Drift) {
+	for _, d := range drift {
+		fmt.Printf("%s  %s  %s\n", d.Account, d.Check, d.Detail)
+	}
+}
+
+// walkPages gets every page of a listing of the operator API at path, from
+// the first cursor to the last, limit a page, and hands each answer to page,
+// which returns the next cursor. It returns an error with its exit code.
+func walkPages(fl caddycmd.Flags, path string, limit int, page func(body []byte) (next *string, err error)) (int, error) {
+	cursor := ""
+	for {
+		out, code, err := callAdmin(fl, "GET", path+"?limit="+strconv.Itoa(limit)+"&cursor="+url.QueryEscape(cursor), nil)
+		if err != nil {
+			return code, err
+		}
+		next, err := page(out)
+		if err != nil {
+			return exitRefused, fmt.Errorf("reading the answer: %v", err)
+		}
+		if next == nil {
+			return 0, nil
+		}
+		cursor = *next
+	}
 }
 
 // adminError is how caddycmd.AdminAPIRequest reports an error answer.

@@ -1,7 +1,11 @@
 package integration
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/internal/redistest"
+	"github.com/tollgate-dev/tollgate/meter"
 )
 
 // cli runs the tollgate binary's operator command against g's admin API and
@@ -101,5 +106,173 @@ func TestCLI(t *testing.T) {
 	err := cmd.Run()
 	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != 1 || !strings.Contains(errOut.String(), "cannot reach the admin API") {
 		t.Errorf("unreachable admin API: %v, %q", err, errOut.String())
+	}
+}
+
+// TestCLIVerify checks every account, and one, with tollgate verify, before
+// and after a stray write to one account's keys.
+func TestCLIVerify(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway")
+	}
+	srv := redistest.Start(t)
+	up := newUpstream(t)
+	g := startGateway(t, srv, "tollgate 1\nreverse_proxy "+up.Listener.Addr().String(), "")
+	g.credit(t, "alice", 100)
+	for range 3 {
+		resp, body := g.do(t, "GET", "/x", token(t, "alice"))
+		expectStatus(t, "paid request", resp, body, http.StatusOK)
+	}
+	g.credit(t, "bob", 7)
+
+	for _, c := range []struct {
+		args      []string
+		out, fail string
+		code      int
+	}{
+		{[]string{"verify"}, "checked 2 accounts: 0 drift\n", "", 0},
+		{[]string{"verify", "--json"}, `{"checked":2,"drift":[]}` + "\n", "", 0},
+		{[]string{"verify", "--account", "alice"}, "checked 1 account: 0 drift\n", "", 0},
+		{[]string{"verify", "--account", "nobody"}, "", "unknown account", 3},
+	} {
+		out, errOut, code := cli(t, g, c.args...)
+		if code != c.code || out != c.out || !strings.Contains(errOut, c.fail) || strings.Count(errOut, "\n") > 1 {
+			t.Errorf("%q: %q %q exit %d; want %q, exit %d", c.args, out, errOut, code, c.out, c.code)
+		}
+	}
+
+	g.corrupt(t, "bob")
+	held := "bob  held  held is 3, the open holds sum to 0\n"
+	ledger := "bob  ledger  the entries make held 0, the account says 3\n"
+	for _, c := range []struct {
+		args []string
+		out  string
+		code int
+	}{
+		{[]string{"verify"}, held + ledger + "checked 2 accounts: 2 drift\n", 7},
+		{[]string{"verify", "--account", "bob"}, held + ledger + "checked 1 account: 2 drift\n", 7},
+		{[]string{"verify", "--account", "alice"}, "checked 1 account: 0 drift\n", 0},
+	} {
+		out, errOut, code := cli(t, g, c.args...)
+		if code != c.code || out != c.out {
+			t.Errorf("%q after a stray write: %q %q exit %d; want %q, exit %d", c.args, out, errOut, code, c.out, c.code)
+		}
+		if c.code == 7 && (!strings.Contains(errOut, "drift found: 2") || strings.Count(strings.TrimSpace(errOut), "\n") != 0) {
+			t.Errorf("%q after a stray write: stderr %q, want one line saying drift was found", c.args, errOut)
+		}
+	}
+	out, _, code := cli(t, g, "verify", "--json")
+	var found struct {
+		Checked int           `json:"checked"`
+		Drift   []meter.Drift `json:"drift"`
+	}
+	if err := json.Unmarshal([]byte(out), &found); err != nil || code != 7 || found.Checked != 2 || len(found.Drift) != 2 || found.Drift[0].Check != meter.CheckHeld {
+		t.Errorf("verify --json after a stray write: %q exit %d, %v", out, code, err)
+	}
+
+	cmd := exec.Command(tollgateBinary(t), "verify", "--address", "127.0.0.1:1")
+	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 1 {
+		t.Errorf("verify against an unreachable admin API: %v, want exit 1", err)
+	}
+}
+
+// TestCLIAccounts lists 250 accounts across pages with tollgate accounts.
+func TestCLIAccounts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway")
+	}
+	srv := redistest.Start(t)
+	up := newUpstream(t)
+	g := startGateway(t, srv, "tollgate 1\nreverse_proxy "+up.Listener.Addr().String(), "")
+	want := map[string]bool{}
+	for i := range 250 {
+		id := fmt.Sprintf("acct-%03d", i)
+		g.credit(t, id, 1)
+		want[id] = true
+	}
+	out, errOut, code := cli(t, g, "accounts", "--limit", "7")
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	got := map[string]int{}
+	for _, l := range lines {
+		got[l]++
+	}
+	if code != 0 || errOut != "" || len(lines) != 250 || len(got) != 250 {
+		t.Fatalf("accounts: %d lines, %d distinct, stderr %q, exit %d; want 250 accounts", len(lines), len(got), errOut, code)
+	}
+	for id := range want {
+		if got[id] != 1 {
+			t.Errorf("account %s listed %d times, want once", id, got[id])
+		}
+	}
+
+	out, _, code = cli(t, g, "accounts", "--json")
+	var list struct {
+		Accounts []string `json:"accounts"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil || code != 0 || len(list.Accounts) != 250 {
+		t.Errorf("accounts --json: %d accounts, exit %d, %v; want 250", len(list.Accounts), code, err)
+	}
+	for _, limit := range []string{"0", "1001"} {
+		_, errOut, code := cli(t, g, "accounts", "--limit", limit)
+		if code != 2 || !strings.Contains(errOut, "bad --limit") {
+			t.Errorf("accounts --limit %s: stderr %q exit %d, want exit 2", limit, errOut, code)
+		}
+	}
+}
+
+// TestCLILedgerBefore pages an account's ledger with tollgate ledger
+// --before: every entry once, newest first.
+func TestCLILedgerBefore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway")
+	}
+	srv := redistest.Start(t)
+	up := newUpstream(t)
+	g := startGateway(t, srv, "tollgate 1\nreverse_proxy "+up.Listener.Addr().String(), "")
+	g.credit(t, "alice", 100)
+	tok := token(t, "alice")
+	for range 11 {
+		resp, body := g.do(t, "GET", "/x", tok)
+		expectStatus(t, "paid request", resp, body, http.StatusOK)
+	}
+	var ids []string
+	args := []string{"ledger", "--account", "alice", "--limit", "5"}
+	for range 10 {
+		out, errOut, code := cli(t, g, args...)
+		if code != 0 {
+			t.Fatalf("%q: %q exit %d", args, errOut, code)
+		}
+		if out == "" {
+			break
+		}
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		if len(lines) > 5 {
+			t.Fatalf("%q: %d entries, want at most 5", args, len(lines))
+		}
+		for _, l := range lines {
+			ids = append(ids, strings.Fields(l)[1])
+		}
+		args = []string{"ledger", "--account", "alice", "--limit", "5", "--before", ids[len(ids)-1]}
+	}
+	page, err := g.store.Ledger(context.Background(), meter.LedgerQuery{Read: meterRead("alice"), Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != len(page.Entries) || len(ids) != 12 {
+		t.Fatalf("the walk read %d entries, the ledger has %d; want 12", len(ids), len(page.Entries))
+	}
+	for i, e := range page.Entries {
+		if ids[i] != e.ID {
+			t.Errorf("entry %d of the walk is %s, want %s", i, ids[i], e.ID)
+		}
+	}
+
+	out, _, code := cli(t, g, "ledger", "--account", "alice", "--limit", "5", "--before", ids[4], "--json")
+	if !strings.Contains(out, `"next":"`+ids[9]+`"`) || code != 0 {
+		t.Errorf("ledger --before --json: %q exit %d, want the page after %s, next %s", out, code, ids[4], ids[9])
+	}
+	_, errOut, code := cli(t, g, "ledger", "--account", "alice", "--before", "nope")
+	if code != 2 || !strings.Contains(errOut, "refused") {
+		t.Errorf("ledger --before nope: stderr %q exit %d, want exit 2", errOut, code)
 	}
 }
