@@ -35,14 +35,11 @@ func TestChaosSentinelFailover(t *testing.T) {
 			var failedOver atomic.Bool
 			var mu sync.Mutex
 			spent := map[string]bool{}
-			var paid atomic.Int64
-			kill := make(chan struct{})
-			var once sync.Once
-			ta := loadSpec{
+			load := loadSpec{
 				gateways: gateways,
 				accounts: accounts,
 				workers:  16,
-				max:      int64(20 * balance * int64(len(accounts))),
+				max:      20 * balance * int64(len(accounts)),
 				deadline: 90 * time.Second,
 				stop: func() bool {
 					mu.Lock()
@@ -50,31 +47,23 @@ func TestChaosSentinelFailover(t *testing.T) {
 					return len(spent) == len(accounts)
 				},
 				each: func(s shot) {
-					switch {
-					case s.status == http.StatusOK && paid.Add(1) == balance*int64(len(accounts))/3:
-						once.Do(func() { close(kill) })
-					case s.status == http.StatusPaymentRequired && failedOver.Load():
+					if s.status == http.StatusPaymentRequired && failedOver.Load() {
 						mu.Lock()
 						spent[s.account] = true
 						mu.Unlock()
 					}
 				},
-			}
-			var killed time.Time
-			var failover time.Duration
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				<-kill
-				old := topo.Master(t)
-				killed = time.Now()
-				old.Stop()
-				topo.WaitFailover(t, old)
-				failover = time.Since(killed)
-				failedOver.Store(true)
-			}()
-			result := ta.run(t)
-			<-done
+			}.start(t)
+			waitFor(t, "a third of the balances to be spent", func() bool {
+				return up.hits.Load() >= balance*int64(len(accounts))/3
+			})
+			old := topo.Master(t)
+			killed := time.Now()
+			old.Stop()
+			topo.WaitFailover(t, old)
+			failover := time.Since(killed)
+			failedOver.Store(true)
+			result := <-load
 
 			as := gateways[0].settled(t, accounts...)
 			result.expectOnly(t, http.StatusOK, http.StatusPaymentRequired, http.StatusServiceUnavailable)
