@@ -63,10 +63,11 @@ func TestChaosKillRestart(t *testing.T) {
 				}
 			}
 			paid := ta.count(http.StatusOK)
-			bob, alice := g.account(t, "bob"), g.account(t, "alice")
+			as := g.settled(t, "alice", "bob")
+			alice, bob := as[0], as[1]
 			survived := alice.Charged - alice.Refunded
-			t.Logf("appendfsync %s: %d credits acknowledged of %d sent, %d survived; %d charges acknowledged, %d survived",
-				fsync, acked, len(sent), bob.Credited, paid, survived)
+			t.Logf("appendfsync %s: %d credits acknowledged of %d sent, %d survived; %d charges acknowledged, %d survived, %d forwarded",
+				fsync, acked, len(sent), bob.Credited, paid, survived, up.hits.Load())
 			if fsync != "always" {
 				return
 			}
