@@ -36,9 +36,10 @@ type Entry struct {
 	// Op is the request op, or the credit or debit id.
 	Op string `json:"op"`
 
-	// Detail depends on Kind: method and route for charge and hold, released
-	// and cut_off for settle, reason for release and refund, reason and by for
-	// credit and debit.
+	// Detail depends on Kind: method and route for charge and hold (with
+	// count and lease for a lease's charge, and reason "lease" for a lease's
+	// hold), released and cut_off for settle, reason for release and refund
+	// (with count for a lease's refund), reason and by for credit and debit.
 	Detail Detail `json:"detail"`
 }
 
@@ -50,6 +51,8 @@ type Detail struct {
 	CutOff   bool
 	Reason   string
 	By       string
+	Count    int64  // the requests a lease's charge or refund covers; 0 otherwise
+	Lease    string // the op of the lease a charge was paid from
 }
 
 // timeLayout is RFC 3339 in UTC with milliseconds.
@@ -64,7 +67,10 @@ func (e Entry) MarshalJSON() ([]byte, error) {
 		detail = struct {
 			Method string `json:"method"`
 			Route  string `json:"route"`
-		}{e.Detail.Method, e.Detail.Route}
+			Count  int64  `json:"count,omitempty"`
+			Lease  string `json:"lease,omitempty"`
+			Reason string `json:"reason,omitempty"`
+		}{e.Detail.Method, e.Detail.Route, e.Detail.Count, e.Detail.Lease, e.Detail.Reason}
 	case KindSettle:
 		detail = struct {
 			Released int64 `json:"released"`
@@ -73,7 +79,8 @@ func (e Entry) MarshalJSON() ([]byte, error) {
 	case KindRelease, KindRefund:
 		detail = struct {
 			Reason string `json:"reason"`
-		}{e.Detail.Reason}
+			Count  int64  `json:"count,omitempty"`
+		}{e.Detail.Reason, e.Detail.Count}
 	default:
 		detail = struct {
 			Reason string `json:"reason"`

@@ -42,6 +42,7 @@ var (
 type InsufficientError struct {
 	Balance int64 // the available balance
 	Price   int64 // the least amount that was asked for
+	Held    int64 // the account's held total: what its holds and leases set aside
 }
 
 func (e *InsufficientError) Error() string {

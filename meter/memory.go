@@ -57,6 +57,10 @@ type memAccount struct {
 
 	credited, charged, debited, refunded, held int64
 
+	// drained is when a request was last refused for the balance while
+	// tokens were held, in ms; 0 for never.
+	drained int64
+
 	ledger         []Entry // a ring of at most Retention entries
 	ledgerStart    int     // index of the oldest entry in ledger
 	lastMs, lastSq int64   // the last entry id
@@ -78,12 +82,13 @@ type memHold struct {
 // memOp is what is remembered of a request op. Most ops are charges that
 // never change again, so what later steps record is kept apart.
 type memOp struct {
-	kind      byte // 'c' charge, 'h' hold, 'x' tombstone of a cancel before apply
+	kind      byte // 'c' charge, 'h' hold, 'l' lease, 'x' tombstone of a cancel before apply
 	state     byte // 'o' open hold, 's' settled, 'r' released; 'c' for a charge
 	cancelled bool
 	forgetAt  int64   // ms; 0 while the hold is open
 	first     Receipt // the charge or hold
 	steps     *memSteps
+	lease     *memLease
 }
 
 // memSteps is what the steps after a charge or hold record.
@@ -135,7 +140,7 @@ func (m *Memory) Charge(ctx context.Context, c Charge) (Receipt, error) {
 			return nil
 		}
 		if bal := a.balance(); bal < c.Amount {
-			return &InsufficientError{Balance: bal, Price: c.Amount}
+			return a.short(now, bal, c.Amount)
 		}
 		a.charged += c.Amount
 		a.add(m.config(), now, Entry{Kind: KindCharge, Amount: c.Amount, Op: c.Op, Detail: Detail{Method: c.Method, Route: c.Route}})
@@ -168,7 +173,7 @@ func (m *Memory) Hold(ctx context.Context, h Hold) (Receipt, error) {
 		bal := a.balance()
 		add := min(h.Max, bal)
 		if add < h.Min {
-			return &InsufficientError{Balance: bal, Price: h.Min}
+			return a.short(now, bal, h.Min)
 		}
 		expires := now + h.TTL.Milliseconds()
 		a.held += add
@@ -204,7 +209,7 @@ func (m *Memory) Extend(ctx context.Context, e Extend) (Receipt, error) {
 		bal := a.balance()
 		add := min(e.Max, bal)
 		if add < e.Min {
-			return &InsufficientError{Balance: bal, Price: e.Min}
+			return &InsufficientError{Balance: bal, Price: e.Min, Held: a.held}
 		}
 		hold.amount += add
 		hold.expires = now + e.TTL.Milliseconds()
@@ -393,7 +398,7 @@ func (m *Memory) transfer(ctx context.Context, t Transfer, kind string) (Transfe
 		bal := a.balance()
 		if kind == KindDebit {
 			if bal < t.Amount {
-				return &InsufficientError{Balance: bal, Price: t.Amount}
+				return &InsufficientError{Balance: bal, Price: t.Amount, Held: a.held}
 			}
 			if a.debited+t.Amount > MaxAmount {
 				return invalid("debited total would exceed 2^53-1")
@@ -620,6 +625,16 @@ func (a *memAccount) forget(now, retention int64) {
 			delete(a.ops, id)
 		}
 	}
+}
+
+// short refuses a request for the balance. While tokens are held, it marks
+// the account as draining, so that lease holders give back what they do not
+// need.
+func (a *memAccount) short(now, balance, price int64) error {
+	if a.held > 0 {
+		a.drained = now
+	}
+	return &InsufficientError{Balance: balance, Price: price, Held: a.held}
 }
 
 // openHold returns the op's record and its open hold, or the error that says

@@ -23,6 +23,7 @@ package meter
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -74,6 +75,12 @@ type Store interface {
 	// op that has not applied is tombstoned, so a later apply changes
 	// nothing. Cancel is idempotent.
 	Cancel(ctx context.Context, c Cancel) (Receipt, error)
+
+	// Lease takes, spends, resizes, renews and closes a gateway's lease: a
+	// hold that the gateway spends locally, request by request. Each call
+	// charges what the lease spent since the last one, from the lease, and
+	// is idempotent per op and sequence number.
+	Lease(ctx context.Context, l Lease) (LeaseReceipt, error)
 
 	// Credit adds tokens under the caller's id.
 	Credit(ctx context.Context, t Transfer) (TransferReceipt, error)
@@ -156,6 +163,87 @@ type Extend struct {
 	TTL     time.Duration
 }
 
+// Lease is one call on a lease. Seq 1 takes the lease: it holds up to Grow
+// tokens, at least 1, from the balance. Each later call, with the next Seq,
+// first charges Charges from the lease and gives back Refunds, then gives
+// Shrink tokens back to the balance or adds up to Grow from it, and renews
+// the lease to TTL from now; Close releases all it still holds instead.
+// Repeating the last Seq replies with its first result; an older one changes
+// nothing and reports the lease as it is, with Replayed set.
+//
+// The entries of call n carry the op Op followed by n (EpochOp), so each
+// request's Tollgate-Op finds the charge entry that paid for it.
+type Lease struct {
+	Account string
+	Op      string
+	Seq     int64
+	TTL     time.Duration
+	Charges []LeaseCharge
+	Refunds []LeaseRefund
+	Grow    int64
+	Shrink  int64
+	Close   bool
+
+	// Drain is how recent a refusal for the balance must be for the reply
+	// to report the account as draining.
+	Drain time.Duration
+}
+
+// LeaseCharge is what one method and route spent from a lease: Count
+// requests for Amount tokens.
+type LeaseCharge struct {
+	Method string
+	Route  string
+	Amount int64
+	Count  int64
+}
+
+// LeaseRefund gives back Amount, for Count requests, of what the lease's call
+// Seq charged.
+type LeaseRefund struct {
+	Seq    int64
+	Amount int64
+	Count  int64
+}
+
+// EpochOp returns the op of a lease's call seq: the op its entries carry.
+func EpochOp(op string, seq int64) string {
+	return op + strconv.FormatInt(seq, 10)
+}
+
+// LeaseReceipt is the outcome of a call on a lease.
+type LeaseReceipt struct {
+	// Charged is what the call charged from the lease.
+	Charged int64
+
+	// Refunded is what the call gave back to the balance for refunds.
+	Refunded int64
+
+	// Added is what the call took from the balance into the lease.
+	Added int64
+
+	// Released is what the call gave back to the balance from the lease.
+	Released int64
+
+	// Held is what the lease holds after the call.
+	Held int64
+
+	// Balance is the account's available balance after the call.
+	Balance int64
+
+	// Expires is when the lease expires, on the store's clock.
+	Expires time.Time
+
+	// Draining reports that a request on the account was refused for its
+	// balance within the call's Drain: lease holders should give back what
+	// they do not need.
+	Draining bool
+
+	// Replayed reports that the call had already been applied, and this is
+	// its first result.
+	Replayed bool
+}
+
 // Settle charges Amount of an open hold and releases the rest. CutOff records
 // that the response was cut off.
 type Settle struct {
@@ -171,6 +259,7 @@ const (
 	ReasonRefundOn     = "refund_on"
 	ReasonNotForwarded = "not_forwarded"
 	ReasonSignupBonus  = "signup_bonus"
+	ReasonLease        = "lease"
 )
 
 // Release releases an open hold in full, for Reason (ReasonRefundOn or

@@ -270,7 +270,7 @@ func replyError(reply []any) error {
 	case "DEADLINE":
 		return fmt.Errorf("%w: the operation reached redis after its deadline", ErrUnavailable)
 	case "INSUFFICIENT":
-		return &InsufficientError{Balance: intAt(reply, 1), Price: intAt(reply, 2)}
+		return &InsufficientError{Balance: intAt(reply, 1), Price: intAt(reply, 2), Held: intAt(reply, 3)}
 	case "CONFLICT":
 		return fmt.Errorf("%w: %s", ErrConflict, reason())
 	case "NOTFOUND":

@@ -84,6 +84,44 @@ func (s *Redis) Cancel(ctx context.Context, c Cancel) (Receipt, error) {
 	return s.request(ctx, scriptCancel, c.Account, c.Op)
 }
 
+// Lease takes, spends, resizes, renews or closes a lease; see Store.
+func (s *Redis) Lease(ctx context.Context, l Lease) (LeaseReceipt, error) {
+	if err := l.validate(); err != nil {
+		return LeaseReceipt{}, err
+	}
+	closing := "0"
+	if l.Close {
+		closing = "1"
+	}
+	args := make([]any, 0, 9+4*len(l.Charges)+3*len(l.Refunds))
+	args = append(args, l.Op, l.Seq, l.TTL.Milliseconds(), l.Grow, l.Shrink, closing,
+		l.Drain.Milliseconds(), len(l.Charges), len(l.Refunds))
+	for _, c := range l.Charges {
+		args = append(args, c.Method, c.Route, c.Amount, c.Count)
+	}
+	for _, r := range l.Refunds {
+		args = append(args, r.Seq, r.Amount, r.Count)
+	}
+	reply, err := s.run(ctx, scriptLease, s.keys(l.Account, "op:"+l.Op), true, args...)
+	if err = s.unreplicated(err); err != nil {
+		return LeaseReceipt{}, err
+	}
+	r := LeaseReceipt{
+		Charged:  intAt(reply, 1),
+		Refunded: intAt(reply, 2),
+		Added:    intAt(reply, 3),
+		Released: intAt(reply, 4),
+		Held:     intAt(reply, 5),
+		Balance:  intAt(reply, 6),
+		Draining: intAt(reply, 8) == 1,
+		Replayed: intAt(reply, 9) == 1,
+	}
+	if ms := intAt(reply, 7); ms > 0 {
+		r.Expires = time.UnixMilli(ms).UTC()
+	}
+	return r, nil
+}
+
 // request runs a script on a request op's record.
 func (s *Redis) request(ctx context.Context, script *redis.Script, account, op string, args ...any) (Receipt, error) {
 	reply, err := s.run(ctx, script, s.keys(account, "op:"+op), true, append([]any{op}, args...)...)
@@ -241,6 +279,10 @@ func parseEntry(item any) (Entry, error) {
 			e.Detail.Reason = value
 		case "by":
 			e.Detail.By = value
+		case "n":
+			e.Detail.Count, _ = strconv.ParseInt(value, 10, 64)
+		case "l":
+			e.Detail.Lease = value
 		}
 	}
 	if e.ID == "" || e.Kind == "" {

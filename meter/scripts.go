@@ -21,12 +21,13 @@ var (
 	scriptTransfer = loadScript("transfer")
 	scriptAccount  = loadScript("account")
 	scriptLedger   = loadScript("ledger")
+	scriptLease    = loadScript("lease")
 )
 
 // scripts are all the scripts, for LoadScripts.
 var scripts = []*redis.Script{
 	scriptCharge, scriptHold, scriptExtend, scriptSettle, scriptRelease,
-	scriptRefund, scriptCancel, scriptTransfer, scriptAccount, scriptLedger,
+	scriptRefund, scriptCancel, scriptTransfer, scriptAccount, scriptLedger, scriptLease,
 }
 
 func loadScript(name string) *redis.Script {

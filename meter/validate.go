@@ -181,6 +181,70 @@ func (r Refund) validate() error {
 
 func (c Cancel) validate() error { return checkRequest(c.Account, c.Op) }
 
+// maxLeaseParts bounds the charges and refunds of one call on a lease.
+const maxLeaseParts = 1000
+
+func (l Lease) validate() error {
+	if err := checkRequest(l.Account, l.Op); err != nil {
+		return err
+	}
+	if l.Seq < 1 || l.Seq > MaxAmount {
+		return invalid("seq must be an integer in [1, 2^53-1]")
+	}
+	if err := checkTTL(l.TTL); err != nil {
+		return err
+	}
+	if err := checkAmount("grow", l.Grow); err != nil {
+		return err
+	}
+	if err := checkAmount("shrink", l.Shrink); err != nil {
+		return err
+	}
+	switch {
+	case l.Grow > 0 && l.Shrink > 0:
+		return invalid("a lease call grows or shrinks, not both")
+	case l.Drain < 0:
+		return invalid("drain must not be negative")
+	case len(l.Charges) > maxLeaseParts || len(l.Refunds) > maxLeaseParts:
+		return invalid("a lease call takes at most %d charges and %d refunds", maxLeaseParts, maxLeaseParts)
+	case l.Seq == 1 && (l.Grow < 1 || l.Shrink > 0 || l.Close || len(l.Charges) > 0 || len(l.Refunds) > 0):
+		return invalid("the first call on a lease only takes it, of at least 1 token")
+	}
+	var charged, refunded int64
+	for _, c := range l.Charges {
+		if err := checkPositive("charge amount", c.Amount); err != nil {
+			return err
+		}
+		if err := checkPositive("charge count", c.Count); err != nil {
+			return err
+		}
+		if err := checkLabel("method", c.Method); err != nil {
+			return err
+		}
+		if err := checkLabel("route", c.Route); err != nil {
+			return err
+		}
+		if charged += c.Amount; charged > MaxAmount {
+			return invalid("charges exceed 2^53-1")
+		}
+	}
+	for _, r := range l.Refunds {
+		if r.Seq < 2 || r.Seq >= l.Seq {
+			return invalid("a refund names an earlier call on the lease")
+		}
+		if err := checkPositive("refund amount", r.Amount); err != nil {
+			return err
+		}
+		if err := checkPositive("refund count", r.Count); err != nil {
+			return err
+		}
+		if refunded += r.Amount; refunded > MaxAmount {
+			return invalid("refunds exceed 2^53-1")
+		}
+	}
+	return nil
+}
+
 func (t Transfer) validate() error {
 	if err := checkAccount(t.Account); err != nil {
 		return err

@@ -269,6 +269,12 @@ func (r records) replay(d *drifts) {
 		case KindCharge:
 			t.charged += e.Amount
 			move = -e.Amount
+			if e.Detail.Lease != "" {
+				// A lease's charge is paid from what the lease holds.
+				spendHold(d, open, e, e.Detail.Lease)
+				t.held -= e.Amount
+				move = 0
+			}
 		case KindRefund:
 			t.refunded += e.Amount
 			move = e.Amount
@@ -282,7 +288,12 @@ func (r records) replay(d *drifts) {
 			t.held -= e.Amount + e.Detail.Released
 			move = e.Detail.Released
 		case KindRelease:
-			closeHold(d, open, e, e.Amount)
+			if e.Detail.Reason == ReasonLease {
+				// A lease gives back part of what it holds, or the rest.
+				spendHold(d, open, e, e.Op)
+			} else {
+				closeHold(d, open, e, e.Amount)
+			}
 			t.held -= e.Amount
 			move = e.Amount
 		default:
@@ -322,4 +333,21 @@ func closeHold(d *drifts, open map[string]int64, e Entry, closes int64) {
 		d.add(CheckLedger, "entry %s (%s) closes %d of the hold of %q, which holds %d", e.ID, e.Kind, closes, e.Op, held)
 	}
 	delete(open, e.Op)
+}
+
+// spendHold takes an entry's amount from the hold of op in a replay, and
+// closes the hold when nothing is left of it.
+func spendHold(d *drifts, open map[string]int64, e Entry, op string) {
+	held, ok := open[op]
+	switch {
+	case !ok:
+		d.add(CheckLedger, "entry %s (%s) takes from the hold of %q, which the entries before it leave closed", e.ID, e.Kind, op)
+	case held < e.Amount:
+		d.add(CheckLedger, "entry %s (%s) takes %d from the hold of %q, which holds %d", e.ID, e.Kind, e.Amount, op, held)
+	}
+	if held -= e.Amount; held > 0 {
+		open[op] = held
+	} else {
+		delete(open, op)
+	}
 }

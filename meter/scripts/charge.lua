@@ -30,7 +30,7 @@ local function run()
 	end
 	local bal = balance()
 	if bal < amount then
-		return {'INSUFFICIENT', bal, amount}
+		return short(bal, amount)
 	end
 	A.ch = A.ch + amount
 	entry('charge', amount, op, 'm', ARGV[7], 'r', ARGV[8])

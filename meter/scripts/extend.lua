@@ -43,7 +43,7 @@ local function run()
 	local bal = balance()
 	local add = math.min(max, bal)
 	if add < min then
-		return {'INSUFFICIENT', bal, min}
+		return {'INSUFFICIENT', bal, min, A.hd}
 	end
 	local expires = NOW + ttl
 	held = held + add

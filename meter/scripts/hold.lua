@@ -35,7 +35,7 @@ local function run()
 	local bal = balance()
 	local add = math.min(max, bal)
 	if add < min then
-		return {'INSUFFICIENT', bal, min}
+		return short(bal, min)
 	end
 	local expires = NOW + ttl
 	A.hd = A.hd + add

@@ -9,7 +9,8 @@
 --           entry's id carries its time in ms, and its fields are k (kind),
 --           a (amount), b (balance after), o (op or id) and the detail
 --           fields m (method), r (route), rl (released), co (cut off, "0" or
---           "1"), rs (reason) and by
+--           "1"), rs (reason), by, n (the requests a lease's charge or refund
+--           covers) and l (the lease a charge was paid from)
 --   KEYS[3] the open holds hash: op -> amount held
 --   KEYS[4] the hold expiry sorted set: op scored by its expiry in ms
 --   KEYS[5] when a script names it, the record of a request op or of a
@@ -25,7 +26,7 @@
 -- Error replies, shared by every script:
 --   {'INVALID', reason}         an argument was refused; nothing was written
 --   {'DEADLINE'}                the deadline had passed; nothing was written
---   {'INSUFFICIENT', balance, price}
+--   {'INSUFFICIENT', balance, price, held}
 --   {'CONFLICT', reason}        an op or id reused with other values
 --   {'NOTFOUND', reason}
 --   {'GONE'}                    the hold was settled, released or expired
@@ -117,11 +118,12 @@ local function begin()
 	if DEADLINE > 0 and NOW > DEADLINE then
 		return {'DEADLINE'}
 	end
-	local v = redis.call('HMGET', KEYS[1], 'cr', 'ch', 'de', 'rf', 'hd', 'ct', 'ar', 'nx')
+	local v = redis.call('HMGET', KEYS[1], 'cr', 'ch', 'de', 'rf', 'hd', 'ct', 'ar', 'nx', 'dr')
 	A = {
 		cr = tonumber(v[1] or '0'), ch = tonumber(v[2] or '0'), de = tonumber(v[3] or '0'),
 		rf = tonumber(v[4] or '0'), hd = tonumber(v[5] or '0'), ct = tonumber(v[6] or '0'),
-		ar = v[7] == '1', nx = tonumber(v[8] or '0'), exists = v[6] ~= false, dirty = false,
+		ar = v[7] == '1', nx = tonumber(v[8] or '0'), dr = tonumber(v[9] or '0'),
+		exists = v[6] ~= false, dirty = false,
 	}
 	if A.nx > 0 and A.nx <= NOW then
 		local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', NOW)
@@ -148,9 +150,19 @@ local function finish(reply)
 	if A and A.dirty then
 		redis.call('HSET', KEYS[1], 'cr', fmt(A.cr), 'ch', fmt(A.ch), 'de', fmt(A.de),
 			'rf', fmt(A.rf), 'hd', fmt(A.hd), 'ct', fmt(A.ct), 'ar', A.ar and '1' or '0',
-			'nx', fmt(A.nx))
+			'nx', fmt(A.nx), 'dr', fmt(A.dr))
 	end
 	return reply
+end
+
+-- short refuses a request for the balance. While tokens are held, it marks
+-- the account as draining, so that lease holders give back what they do
+-- not need.
+local function short(bal, price)
+	if A.hd > 0 then
+		A.dr, A.dirty = NOW, true
+	end
+	return {'INSUFFICIENT', bal, price, A.hd}
 end
 
 -- receipt is the reply of a request operation.

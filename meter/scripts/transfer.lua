@@ -37,7 +37,7 @@ local function run()
 	local bal = balance()
 	if kind == 'debit' then
 		if bal < amount then
-			return {'INSUFFICIENT', bal, amount}
+			return {'INSUFFICIENT', bal, amount, A.hd}
 		end
 		if A.de + amount > MAX then
 			return invalid('debited total would exceed 2^53-1')

@@ -1,0 +1,269 @@
+package lease
+
+import (
+	"errors"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tollgate-dev/tollgate/meter"
+)
+
+// lease is one account's lease on this gateway. Its tokens are, at every
+// moment, what the store holds for it: avail, not spent yet; pending, spent
+// by requests whose outcome is not known yet; and what requests paid since
+// the last call (spent), which the next call charges.
+//
+// Its life: taking (the first call is in flight), open, then closing (it is
+// given back once no request spends it), then closed, when it leaves the
+// Manager. A call that finds the lease gone in the store closes it at once.
+type lease struct {
+	m       *Manager
+	account string
+	op      string
+
+	mu       sync.Mutex
+	open     bool // the first call was acknowledged
+	closing  bool // give it back; take nothing more
+	closed   bool
+	draining bool         // give back what is not needed: a request was refused for the balance
+	busy     bool         // a store call is in flight
+	call     *meter.Lease // the call to send again until its outcome is known
+	seq      int64        // the last call made
+	epochOp  string       // the op that the next call's charges carry
+	avail    int64
+	pending  int64
+	tickets  int64 // requests that hold a ticket of this lease
+	spent    map[tally]*meter.LeaseCharge
+	refunds  map[int64]*meter.LeaseRefund // by the call that charged them
+	balance  int64                        // the store's available balance, as last seen
+	lastAck  time.Time                    // when the last acknowledged call was sent
+	lastCall time.Time                    // when the last call was sent
+	started  time.Time                    // when the first call was first sent
+	asked    int64                        // tokens asked of the lease since the last call, paid or not
+	rate     float64                      // tokens asked per call, smoothed
+	largest  int64                        // the largest price asked of it
+	idle     int                          // calls in a row with nothing asked
+}
+
+// tally is what a lease's charge entry is by: method and route.
+type tally struct{ method, route string }
+
+// newLease returns a lease about to be taken on an account whose balance was
+// last seen at balance, after a request for amount.
+func newLease(m *Manager, account string, balance, amount int64) *lease {
+	l := &lease{
+		m: m, account: account, op: newOp(),
+		balance: balance, largest: amount, asked: amount,
+		spent:   map[tally]*meter.LeaseCharge{},
+		refunds: map[int64]*meter.LeaseRefund{},
+	}
+	l.epochOp = meter.EpochOp(l.op, 2)
+	return l
+}
+
+// take pays amount from the lease, if it can pay it now.
+func (l *lease) take(method, route string, amount int64) (Ticket, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.asked += amount
+	l.largest = max(l.largest, amount)
+	if !l.open || l.closing || l.closed || l.draining || l.avail < amount ||
+		time.Since(l.lastAck) >= l.m.cfg.TTL/2 {
+		return Ticket{}, false
+	}
+	l.avail -= amount
+	l.pending += amount
+	l.tickets++
+	return Ticket{l: l, method: method, route: route, amount: amount, balance: l.balance + l.avail}, true
+}
+
+// observe records the account's available balance, seen by a request
+// charged on its own.
+func (l *lease) observe(balance int64) {
+	l.mu.Lock()
+	l.balance = balance
+	l.mu.Unlock()
+}
+
+// target is how many unspent tokens the lease should hold: its fixed size,
+// or twice what was asked of it per call, and at least the largest price
+// asked; never more than a quarter of what the account has available, so
+// that a low balance is not stranded on one gateway. 0 means give it back.
+func (l *lease) target() int64 {
+	t := l.m.cfg.Size
+	if t == 0 {
+		t = max(int64(math.Ceil(2*l.rate)), 4*l.largest)
+	}
+	t = min(t, (l.balance+l.avail)/4)
+	if t < l.largest {
+		return 0
+	}
+	return t
+}
+
+// plan returns the lease's next store call, and marks it in flight: the
+// call whose outcome is unknown again, or a new one that charges what was
+// spent, gives back refunds, resizes the lease and renews it. It reports
+// false when a call is in flight or there is nothing to send, and closes a
+// lease too small to take.
+func (l *lease) plan() (meter.Lease, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.busy || l.closed {
+		return meter.Lease{}, false
+	}
+	if l.call != nil {
+		l.busy, l.lastCall = true, time.Now()
+		return *l.call, true
+	}
+	cfg := l.m.cfg
+	c := meter.Lease{Account: l.account, Op: l.op, Seq: l.seq + 1, TTL: cfg.TTL, Drain: 4 * cfg.Flush}
+	if l.seq == 0 {
+		size := cfg.Size
+		if size == 0 {
+			size = 16 * l.largest
+		}
+		if c.Grow = min(size, l.balance/4); c.Grow < l.largest {
+			l.closed = true
+			return meter.Lease{}, false
+		}
+		l.started = time.Now()
+	} else {
+		l.fill(&c)
+	}
+	if !l.worth(c) {
+		return meter.Lease{}, false
+	}
+	l.seq = c.Seq
+	l.epochOp = meter.EpochOp(l.op, l.seq+1)
+	l.call, l.busy, l.lastCall = &c, true, time.Now()
+	return c, true
+}
+
+// fill puts into c what was spent and refunded since the last call, and
+// how the lease is resized.
+func (l *lease) fill(c *meter.Lease) {
+	for _, ch := range l.spent {
+		c.Charges = append(c.Charges, *ch)
+	}
+	slices.SortFunc(c.Charges, func(a, b meter.LeaseCharge) int {
+		return strings.Compare(a.Method+" "+a.Route, b.Method+" "+b.Route)
+	})
+	clear(l.spent)
+	for _, rf := range l.refunds {
+		c.Refunds = append(c.Refunds, *rf)
+	}
+	slices.SortFunc(c.Refunds, func(a, b meter.LeaseRefund) int { return int(a.Seq - b.Seq) })
+	clear(l.refunds)
+
+	l.rate = (l.rate + float64(l.asked)) / 2
+	if l.asked == 0 {
+		l.idle++
+	} else {
+		l.idle = 0
+	}
+	l.asked = 0
+	target := l.target()
+	switch {
+	case l.closing || l.draining || l.idle >= idleCalls || target == 0 ||
+		l.balance+l.avail < l.m.cfg.MinBalance:
+		// Give back all that no request is spending; close the lease
+		// once none is.
+		l.closing = true
+		c.Close = l.tickets == 0
+		if !c.Close {
+			c.Shrink = l.avail
+		}
+		l.avail = 0
+	case l.avail < target/2:
+		c.Grow = target - l.avail
+	case l.avail > 2*target:
+		c.Shrink = l.avail - target
+		l.avail = target
+	}
+}
+
+// worth reports that c does something the lease needs now: it takes the
+// lease, charges or refunds, resizes or closes it, or renews it in time.
+func (l *lease) worth(c meter.Lease) bool {
+	return c.Seq == 1 || len(c.Charges) > 0 || len(c.Refunds) > 0 || c.Grow > 0 || c.Shrink > 0 || c.Close ||
+		time.Since(l.lastAck) >= l.m.cfg.TTL/4
+}
+
+// acked records the outcome of call c, sent at sent, and reports whether
+// the lease is closed and leaves its Manager.
+func (l *lease) acked(c meter.Lease, r meter.LeaseReceipt, err error, sent time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.busy = false
+	log := l.m.cfg.Logger
+	var short *meter.InsufficientError
+	switch {
+	case err == nil:
+		l.call = nil
+		l.lastAck, l.balance, l.draining = sent, r.Balance, r.Draining
+		l.open = true
+		l.avail += r.Added
+		if c.Close || r.Held == 0 {
+			l.close(0)
+		}
+	case errors.Is(err, meter.ErrUnavailable):
+		// Its outcome is unknown: the same call goes again. A lease that
+		// the store cannot have kept is given up.
+		since := l.lastAck
+		if l.seq == 1 {
+			since = l.started
+		}
+		if time.Since(since) >= l.m.cfg.TTL {
+			log.Error("lease not acknowledged before it expired; giving it up",
+				zap.String("op", l.op), zap.Error(err))
+			l.close(charged(c))
+		}
+	case errors.As(err, &short):
+		// The first call found too little to lease.
+		l.close(0)
+	case errors.Is(err, meter.ErrGone), errors.Is(err, meter.ErrNotFound), errors.Is(err, meter.ErrCancelled):
+		log.Warn("lease gone from the store: what it spent since its last call is not charged",
+			zap.String("op", l.op), zap.Int64("tokens", charged(c)))
+		l.close(charged(c))
+	default:
+		log.Error("lease call refused", zap.String("op", l.op), zap.Error(err))
+		l.close(charged(c))
+	}
+	return l.closed
+}
+
+// close closes the lease, reporting lost tokens: those of call c and those
+// spent since, which will never be charged. Called with mu held.
+func (l *lease) close(lost int64) {
+	l.closed, l.closing, l.call = true, true, nil
+	for _, ch := range l.spent {
+		lost += ch.Amount
+	}
+	clear(l.spent)
+	l.avail = 0
+	if lost > 0 && l.m.cfg.Lost != nil {
+		l.m.cfg.Lost(lost)
+	}
+}
+
+// isClosed reports that the lease is closed.
+func (l *lease) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// charged is what call c charges.
+func charged(c meter.Lease) int64 {
+	var n int64
+	for _, ch := range c.Charges {
+		n += ch.Amount
+	}
+	return n
+}

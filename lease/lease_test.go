@@ -1,0 +1,218 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/lease"
+	"github.com/tollgate-dev/tollgate/meter"
+)
+
+// leased counts the requests paid from leases.
+var leased atomic.Int64
+
+// gateway is what a gateway does with a request priced at price: pay it
+// from the lease, or charge it on its own, waiting for leases to drain
+// before refusing it. It reports whether the request was paid.
+func gateway(t *testing.T, m *lease.Manager, s meter.Store, account string, price int64, n *atomic.Int64) bool {
+	if tk, ok := m.Take(account, "GET", "/x", price); ok {
+		leased.Add(1)
+		tk.Pay()
+		tk.Done()
+		return true
+	}
+	c := meter.Charge{Account: account, Op: fmt.Sprintf("op-%d-c", n.Add(1)), Amount: price, Method: "GET", Route: "/x"}
+	var r meter.Receipt
+	charge := func() (err error) {
+		r, err = s.Charge(context.Background(), c)
+		return err
+	}
+	err := charge()
+	var short *meter.InsufficientError
+	if errors.As(err, &short) && short.Held > 0 {
+		err = m.Drain(context.Background(), account, charge)
+	}
+	switch {
+	case err == nil:
+		m.Observe(account, r.Balance, price)
+		return true
+	case errors.Is(err, meter.ErrInsufficient):
+		return false
+	}
+	t.Errorf("charge: %v", err)
+	return false
+}
+
+// newManager returns a Manager on s with a short flush, closed at the end
+// of the test.
+func newManager(t *testing.T, s meter.Store, cfg lease.Config) *lease.Manager {
+	cfg.TTL = 10 * time.Second
+	if cfg.Flush == 0 {
+		cfg.Flush = 5 * time.Millisecond
+	}
+	m := lease.New(s, cfg)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return m
+}
+
+// TestExactlyKPaid runs two gateways, each with its own Manager, and many
+// clients sending requests until each is refused, against balances below,
+// at and above the lease threshold, whole and not whole multiples of the
+// price: exactly the balance is paid, and nothing stays held.
+func TestExactlyKPaid(t *testing.T) {
+	for _, tc := range []struct{ balance, price int64 }{
+		{137, 1}, {999, 1}, {1000, 1}, {1001, 1}, {5000, 1}, {5003, 2}, {7919, 7},
+	} {
+		t.Run(fmt.Sprintf("%d by %d", tc.balance, tc.price), func(t *testing.T) {
+			s := meter.NewMemory(meter.Config{})
+			const account = "alice"
+			if _, err := s.Credit(context.Background(), meter.Transfer{Account: account, ID: "fund", Amount: tc.balance}); err != nil {
+				t.Fatal(err)
+			}
+			gws := []*lease.Manager{
+				newManager(t, s, lease.Config{MinBalance: 1000}),
+				newManager(t, s, lease.Config{MinBalance: 1000}),
+			}
+			var paid, ops atomic.Int64
+			var byGateway [2]atomic.Int64
+			var wg sync.WaitGroup
+			for i := range 64 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					g := i % 2
+					for gateway(t, gws[g], s, account, tc.price, &ops) {
+						paid.Add(tc.price)
+						byGateway[g].Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			for _, m := range gws {
+				if err := m.Close(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := tc.balance - tc.balance%tc.price
+			if got := paid.Load(); got != want {
+				t.Errorf("paid %d, want %d", got, want)
+			}
+			a, err := s.Account(context.Background(), meter.Read{Account: account})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Charged != want || a.Held != 0 || a.Balance != tc.balance-want {
+				t.Errorf("account %+v: want charged %d, held 0, balance %d", a, want, tc.balance-want)
+			}
+			if byGateway[0].Load() == 0 || byGateway[1].Load() == 0 {
+				t.Errorf("requests paid by gateway: %d and %d", byGateway[0].Load(), byGateway[1].Load())
+			}
+			checkClean(t, s, account)
+			t.Logf("%d requests paid from leases, %d charged on their own", leased.Swap(0), ops.Load())
+		})
+	}
+}
+
+// checkClean verifies the account's records.
+func checkClean(t *testing.T, s meter.Store, account string) {
+	t.Helper()
+	c, err := s.Verify(context.Background(), account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Drift) > 0 {
+		t.Errorf("verify: %+v", c.Drift)
+	}
+}
+
+// leasedTicket takes a lease on the account by charging one request on its own,
+// and waits until the lease pays a request; it returns that request's
+// ticket.
+func leasedTicket(t *testing.T, m *lease.Manager, s meter.Store, account string) lease.Ticket {
+	t.Helper()
+	r, err := s.Charge(context.Background(), meter.Charge{Account: account, Op: "first-c", Amount: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Observe(account, r.Balance, 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if tk, ok := m.Take(account, "POST", "/y", 5); ok {
+			return tk
+		}
+		runtime()
+	}
+	t.Fatal("no lease within 5s")
+	return lease.Ticket{}
+}
+
+// runtime yields to the Manager's goroutines for a moment.
+func runtime() { time.Sleep(time.Millisecond) }
+
+// TestUnpay gives a ticket back before its lease's call charged it, and
+// after: either way the request pays nothing, and the ledger shows the
+// later one's charge and refund under the ticket's op.
+func TestUnpay(t *testing.T) {
+	s := meter.NewMemory(meter.Config{})
+	const account = "bob"
+	if _, err := s.Credit(context.Background(), meter.Transfer{Account: account, ID: "fund", Amount: 10_000}); err != nil {
+		t.Fatal(err)
+	}
+	m := newManager(t, s, lease.Config{MinBalance: 1000})
+
+	before := leasedTicket(t, m, s, account)
+	before.Pay()
+	before.Unpay()
+	before.Done()
+
+	after := leasedTicket(t, m, s, account)
+	op := after.Pay()
+	for deadline := time.Now().Add(5 * time.Second); sumOf(t, s, account, meter.KindCharge, op) != 5; runtime() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no charge of 5 under %s within 5s", op)
+		}
+	}
+	after.Unpay()
+	after.Done()
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := sumOf(t, s, account, meter.KindRefund, op); got != 5 {
+		t.Errorf("refunds under %s: %d, want 5", op, got)
+	}
+	a, err := s.Account(context.Background(), meter.Read{Account: account})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Charged-a.Refunded != 1 || a.Held != 0 || a.Balance != 9_999 {
+		t.Errorf("account %+v: want 1 charged net, 0 held, 9999 left", a)
+	}
+	checkClean(t, s, account)
+}
+
+// sumOf adds up the account's entries of a kind under op.
+func sumOf(t *testing.T, s meter.Store, account, kind, op string) int64 {
+	t.Helper()
+	page, err := s.Ledger(context.Background(), meter.LedgerQuery{Read: meter.Read{Account: account}, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, e := range page.Entries {
+		if e.Kind == kind && e.Op == op {
+			n += e.Amount
+		}
+	}
+	return n
+}
