@@ -12,6 +12,7 @@ type memLease struct {
 	last     LeaseReceipt // its result
 	charged  int64        // what the lease has charged in all
 	refunded int64        // what its refunds gave back in all
+	dormant  bool         // open, holding nothing, so without a hold
 }
 
 // Lease takes, spends, resizes, renews or closes a lease; see Store.
@@ -45,8 +46,11 @@ func (m *Memory) Lease(ctx context.Context, l Lease) (LeaseReceipt, error) {
 			return nil
 		}
 		hold := a.holds[l.Op]
-		if hold == nil || op.state != 'o' {
+		switch {
+		case op.state != 'o' || (hold == nil && !op.lease.dormant):
 			return ErrGone
+		case hold == nil:
+			hold = &memHold{}
 		}
 		var err error
 		r, err = m.spendLease(a, now, op, hold, l)
@@ -126,12 +130,23 @@ func (m *Memory) spendLease(a *memAccount, now int64, op *memOp, hold *memHold, 
 		hold.amount += r.Added
 		a.add(cfg, now, Entry{Kind: KindHold, Amount: r.Added, Op: l.Op, Detail: Detail{Reason: ReasonLease}})
 	}
-	if hold.amount == 0 {
-		a.closeHold(l.Op)
+	op.lease.dormant = !l.Close && hold.amount == 0
+	switch {
+	case l.Close:
 		op.state = 'c'
 		op.forgetAt = now + m.cfg.OpRetention.Milliseconds()
+	case op.lease.dormant:
+		// Without a hold, nothing expires it: it is forgotten as Redis
+		// forgets its record.
+		op.forgetAt = now + l.TTL.Milliseconds() + m.cfg.OpRetention.Milliseconds()
+	default:
+		op.forgetAt = 0
+	}
+	if hold.amount == 0 {
+		a.closeHold(l.Op)
 	} else {
 		hold.expires = now + l.TTL.Milliseconds()
+		a.holds[l.Op] = hold
 		r.Expires = time.UnixMilli(hold.expires).UTC()
 	}
 	r.Held = hold.amount

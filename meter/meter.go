@@ -167,7 +167,9 @@ type Extend struct {
 // tokens, at least 1, from the balance. Each later call, with the next Seq,
 // first charges Charges from the lease and gives back Refunds, then gives
 // Shrink tokens back to the balance or adds up to Grow from it, and renews
-// the lease to TTL from now; Close releases all it still holds instead.
+// the lease to TTL from now; Close releases all it still holds and closes
+// it. A lease left holding nothing stays open without a hold, so that later
+// calls may refund what it charged or grow it again.
 // Repeating the last Seq replies with its first result; an older one changes
 // nothing and reports the lease as it is, with Replayed set.
 //

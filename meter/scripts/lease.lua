@@ -15,8 +15,9 @@
 -- gives back its refunds, one refund entry each, carrying the op followed by
 -- the sequence number of the call that charged them; then gives back shrink
 -- tokens, or adds up to grow, and renews the lease to ttl from now. Close
--- releases all the lease still holds; so does a call that leaves it holding
--- nothing.
+-- releases all the lease still holds and closes it. A call that leaves the
+-- lease holding nothing keeps it open without a hold (the record's z), so
+-- that later calls may still refund what it charged, or grow it again.
 --
 -- Reply: {'OK', charged, refunded, added, released, held, balance, expires,
 -- draining, replayed}, or an error reply (lib.lua). Repeating the last
@@ -108,10 +109,10 @@ local function run()
 		local expires = tonumber(redis.call('ZSCORE', KEYS[4], op) or '0')
 		return {'OK', 0, 0, 0, 0, tonumber(held or '0'), balance(), expires, 0, 1}
 	end
-	if rec.s ~= 'o' or not held then
+	if rec.s ~= 'o' or (not held and rec.z ~= 1) then
 		return {'GONE'}
 	end
-	held = tonumber(held)
+	held = tonumber(held or '0')
 	if charge > held then
 		return invalid('charges exceed what the lease holds')
 	end
@@ -151,10 +152,15 @@ local function run()
 		A.hd, held = A.hd + added, held + added
 		entry('hold', added, op, 'm', '', 'r', '', 'rs', 'lease')
 	end
+	rec.z = nil
+	if close == '1' then
+		rec.s = 'c'
+	elseif held == 0 then
+		rec.z = 1
+	end
 	if held == 0 then
 		redis.call('HDEL', KEYS[3], op)
 		redis.call('ZREM', KEYS[4], op)
-		rec.s = 'c'
 	else
 		expires = NOW + ttl
 		redis.call('HSET', KEYS[3], op, fmt(held))

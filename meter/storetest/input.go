@@ -166,7 +166,77 @@ func badCalls(s meter.Store, c context.Context, account string) map[string]func(
 			return err
 		})
 	}
+	addLeaseCalls(s, c, account, add)
 	return calls
+}
+
+// addLeaseCalls adds the lease calls that the store must refuse with
+// ErrInvalid for their arguments alone. They name the op "x", which the
+// caller then uses for another operation: a refused call leaves no op
+// behind.
+func addLeaseCalls(s meter.Store, c context.Context, account string, add func(string, func() error)) {
+	huge := int64(meter.MaxAmount + 1)
+	lease := func(name string, l meter.Lease) {
+		l.Account, l.Op = account, "x"
+		add("lease "+name, func() error {
+			_, err := s.Lease(c, l)
+			return err
+		})
+	}
+	// spend is a valid later call, for the cases to break.
+	spend := func(edit func(*meter.Lease)) meter.Lease {
+		l := meter.Lease{Seq: 3, TTL: time.Hour, Charges: []meter.LeaseCharge{{Method: "GET", Route: "/", Amount: 1, Count: 1}},
+			Refunds: []meter.LeaseRefund{{Seq: 2, Amount: 1, Count: 1}}}
+		edit(&l)
+		return l
+	}
+	for _, n := range []int64{0, -1, huge, -meter.MaxAmount} {
+		lease(fmt.Sprintf("seq %d", n), meter.Lease{Seq: n, TTL: time.Hour, Grow: 1})
+		lease(fmt.Sprintf("charge amount %d", n), spend(func(l *meter.Lease) { l.Charges[0].Amount = n }))
+		lease(fmt.Sprintf("charge count %d", n), spend(func(l *meter.Lease) { l.Charges[0].Count = n }))
+		lease(fmt.Sprintf("refund amount %d", n), spend(func(l *meter.Lease) { l.Refunds[0].Amount = n }))
+		lease(fmt.Sprintf("refund count %d", n), spend(func(l *meter.Lease) { l.Refunds[0].Count = n }))
+		lease(fmt.Sprintf("refund seq %d", n), spend(func(l *meter.Lease) { l.Refunds[0].Seq = n }))
+	}
+	for _, n := range []int64{-1, huge} {
+		lease(fmt.Sprintf("take grow %d", n), meter.Lease{Seq: 1, TTL: time.Hour, Grow: n})
+		lease(fmt.Sprintf("grow %d", n), spend(func(l *meter.Lease) { l.Grow = n }))
+		lease(fmt.Sprintf("shrink %d", n), spend(func(l *meter.Lease) { l.Shrink = n }))
+	}
+	for _, ttl := range []time.Duration{0, -time.Second, time.Microsecond, 367 * 24 * time.Hour} {
+		lease(fmt.Sprintf("take ttl %v", ttl), meter.Lease{Seq: 1, TTL: ttl, Grow: 1})
+		lease(fmt.Sprintf("ttl %v", ttl), spend(func(l *meter.Lease) { l.TTL = ttl }))
+	}
+	lease("take of 0", meter.Lease{Seq: 1, TTL: time.Hour})
+	lease("take that shrinks", meter.Lease{Seq: 1, TTL: time.Hour, Grow: 1, Shrink: 1})
+	lease("take that closes", meter.Lease{Seq: 1, TTL: time.Hour, Grow: 1, Close: true})
+	lease("take that charges", meter.Lease{Seq: 1, TTL: time.Hour, Grow: 1, Charges: []meter.LeaseCharge{{Amount: 1, Count: 1}}})
+	lease("take that refunds", meter.Lease{Seq: 1, TTL: time.Hour, Grow: 1, Refunds: []meter.LeaseRefund{{Seq: 1, Amount: 1, Count: 1}}})
+	lease("grow and shrink", spend(func(l *meter.Lease) { l.Grow, l.Shrink = 1, 1 }))
+	lease("drain -1ns", spend(func(l *meter.Lease) { l.Drain = -1 }))
+	lease("refund of call 1", spend(func(l *meter.Lease) { l.Refunds[0].Seq = 1 }))
+	lease("refund of the call itself", spend(func(l *meter.Lease) { l.Refunds[0].Seq = 3 }))
+	lease("refund of a later call", spend(func(l *meter.Lease) { l.Refunds[0].Seq = 4 }))
+	lease("charges past 2^53-1", spend(func(l *meter.Lease) {
+		l.Charges = []meter.LeaseCharge{{Amount: meter.MaxAmount, Count: 1}, {Amount: 1, Count: 1}}
+	}))
+	lease("refunds past 2^53-1", spend(func(l *meter.Lease) {
+		l.Refunds = []meter.LeaseRefund{{Seq: 2, Amount: meter.MaxAmount, Count: 1}, {Seq: 2, Amount: 1, Count: 1}}
+	}))
+	lease("charge method of 1025 bytes", spend(func(l *meter.Lease) { l.Charges[0].Method = strings.Repeat("M", 1025) }))
+	lease("charge route of 1025 bytes", spend(func(l *meter.Lease) { l.Charges[0].Route = strings.Repeat("/", 1025) }))
+	lease("of 1001 charges", spend(func(l *meter.Lease) {
+		l.Charges = slices.Repeat([]meter.LeaseCharge{{Amount: 1, Count: 1}}, 1001)
+	}))
+	lease("of 1001 refunds", spend(func(l *meter.Lease) {
+		l.Refunds = slices.Repeat([]meter.LeaseRefund{{Seq: 2, Amount: 1, Count: 1}}, 1001)
+	}))
+	for _, op := range []string{"", "a b", "é", strings.Repeat("o", 256)} {
+		add(fmt.Sprintf("lease op %q", op), func() error {
+			_, err := s.Lease(c, meter.Lease{Account: account, Op: op, Seq: 1, TTL: time.Hour, Grow: 1})
+			return err
+		})
+	}
 }
 
 func testBadInput(t *testing.T, f Factory) {
@@ -188,6 +258,9 @@ func testBadInput(t *testing.T, f Factory) {
 		must(s.Debit(c, meter.Transfer{Account: "alice", ID: "x", Amount: 1}))(t)
 		must(s.Settle(c, meter.Settle{Account: "alice", Op: "h", Amount: 4}))(t)
 		expectTotals(t, s, "alice", meter.Account{Balance: 86, Held: 2, Credited: 103, Charged: 14, Debited: 1})
+		// Nor did the lease calls: a take of op "x" finds a hold's op.
+		_, err := s.Lease(c, meter.Lease{Account: "alice", Op: "x", Seq: 1, TTL: time.Hour, Grow: 1})
+		isErr(t, "lease take of the hold's op", err, meter.ErrConflict)
 		checkInvariant(t, s, "alice", false)
 	})
 
@@ -254,6 +327,10 @@ func testBadAccountIDs(t *testing.T, f Factory) {
 			},
 			"cancel": func() error {
 				_, err := s.Cancel(c, meter.Cancel{Account: id, Op: "x"})
+				return err
+			},
+			"lease": func() error {
+				_, err := s.Lease(c, meter.Lease{Account: id, Op: "x", Seq: 1, TTL: time.Hour, Grow: 1})
 				return err
 			},
 			"caller read": func() error {

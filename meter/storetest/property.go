@@ -35,6 +35,7 @@ type model struct {
 	ops             map[string]*modelOp
 	ids             map[string]*modelTransfer // "credit/id" or "debit/id"
 	entries         int                       // ledger entries written
+	drained         bool                      // a charge or hold was refused while tokens were held
 }
 
 type modelHold struct {
@@ -43,8 +44,8 @@ type modelHold struct {
 }
 
 type modelOp struct {
-	kind      byte // 'c' charge, 'h' hold, 'x' tombstone of a cancel before apply
-	state     byte // for holds: 'o' open, 's' settled, 'r' released, 'e' expired
+	kind      byte // 'c' charge, 'h' hold, 'l' lease, 'x' tombstone of a cancel before apply
+	state     byte // for holds and leases: 'o' open, 's' settled, 'r' released, 'e' expired, 'c' closed
 	cancelled bool
 	first     meter.Receipt
 	seq       int64
@@ -55,6 +56,15 @@ type modelOp struct {
 	refund    *meter.Refund
 	refunded  meter.Receipt
 	cancel    meter.Receipt
+	lease     *modelLease
+}
+
+// modelLease is what the model keeps of a lease.
+type modelLease struct {
+	seq               int64              // the last call applied
+	last              meter.LeaseReceipt // its result
+	charged, refunded int64              // in all
+	dormant           bool               // open, holding nothing
 }
 
 type modelTransfer struct {
@@ -107,6 +117,7 @@ type outcome struct {
 	r     meter.Receipt
 	ins   meter.InsufficientError // for insufficient
 	loose bool                    // compare the class only
+	lease meter.LeaseReceipt      // for a lease call, instead of r
 }
 
 func classOf(err error, replayed bool) string {
@@ -134,8 +145,8 @@ func classOf(err error, replayed bool) string {
 func ok(r meter.Receipt) outcome     { return outcome{class: "ok", r: r} }
 func replay(r meter.Receipt) outcome { return outcome{class: "replay", r: replayed(r)} }
 func fail(class string) outcome      { return outcome{class: class} }
-func short(balance, price int64) outcome {
-	return outcome{class: "insufficient", ins: meter.InsufficientError{Balance: balance, Price: price}}
+func short(balance, price, held int64) outcome {
+	return outcome{class: "insufficient", ins: meter.InsufficientError{Balance: balance, Price: price, Held: held}}
 }
 
 // propertySeed is the seed from SeedEnv, or a new one.
@@ -238,6 +249,7 @@ func testProperty(t *testing.T, f Factory) {
 			got        meter.Receipt
 			want       outcome
 			tr         *meter.TransferReceipt
+			gotLease   *meter.LeaseReceipt
 			transferID string
 			xfer       meter.Transfer
 			xkind      string
@@ -249,7 +261,7 @@ func testProperty(t *testing.T, f Factory) {
 				want = fn()
 			}
 		}
-		switch k := rng.IntN(100); {
+		switch k := rng.IntN(112); {
 		case k < 18:
 			ch := meter.Charge{Account: target, Op: opOf("c"), Amount: positive(8), Bonus: bonus(), Method: "GET", Route: "/p"}
 			what = fmt.Sprintf("charge %+v", ch)
@@ -320,6 +332,9 @@ func testProperty(t *testing.T, f Factory) {
 			model(func() outcome { return m.refundOp(rf) })
 		case k < 74:
 			cn := meter.Cancel{Account: target, Op: op}
+			if rng.IntN(25) == 0 {
+				cn.Op = fmt.Sprint("l", step/200+rng.IntN(3)) // a lease's: its hold waits for its expiry
+			}
 			what = fmt.Sprintf("cancel %+v", cn)
 			got, err = s.Cancel(c, cn)
 			model(func() outcome { return m.cancelOp(cn.Op) })
@@ -356,6 +371,61 @@ func testProperty(t *testing.T, f Factory) {
 				m.arrive(rd.Bonus)
 				return ok(meter.Receipt{Balance: m.balance(), Held: m.held()})
 			})
+		case k >= 100:
+			d, isShort := ttl()
+			l := meter.Lease{Account: target, Op: fmt.Sprint("l", step/200+rng.IntN(3)), Seq: 1, TTL: d, Drain: 24 * time.Hour}
+			if rng.IntN(10) == 0 {
+				l.Op = opOf("c") // a charge's or a hold's op
+			}
+			o := m.ops[l.Op]
+			switch {
+			case o != nil && o.lease != nil:
+				switch rng.IntN(8) {
+				case 0:
+					l.Seq = o.lease.seq - 1 // older, or invalid
+				case 1:
+					l.Seq = o.lease.seq // a replay
+				default:
+					l.Seq = o.lease.seq + 1 + n(2) // new: seqs may skip
+				}
+				var held int64
+				if hd := m.holds[l.Op]; hd != nil {
+					held = hd.amount
+				}
+				for range rng.IntN(3) {
+					l.Charges = append(l.Charges, meter.LeaseCharge{Method: "GET", Route: fmt.Sprint("/r", n(2)), Amount: 1 + n(int(held/3)+1), Count: 1 + n(3)})
+				}
+				if l.Seq > 2 && rng.IntN(3) == 0 {
+					rseq := 2 + n(int(l.Seq-2))
+					if rng.IntN(20) == 0 {
+						rseq = []int64{1, l.Seq}[rng.IntN(2)]
+					}
+					l.Refunds = append(l.Refunds, meter.LeaseRefund{Seq: rseq, Amount: 1 + n(3), Count: 1 + n(2)})
+				}
+				switch rng.IntN(6) {
+				case 0:
+					l.Grow = 1 + n(8)
+				case 1:
+					l.Shrink = n(int(held) + 2)
+				case 2:
+					l.Close = true
+				case 3:
+					if rng.IntN(10) == 0 {
+						l.Grow, l.Shrink = 1, 1 // invalid
+					}
+				}
+			case o != nil && rng.IntN(2) == 0:
+				l.Seq = 2 // of a charge's or a hold's op
+			case o == nil && rng.IntN(8) == 0:
+				l.Seq = 2 + n(3) // never taken
+			default:
+				l.Grow = n(10) // 0 is invalid
+			}
+			what = fmt.Sprintf("lease %+v", l)
+			var r meter.LeaseReceipt
+			r, err = s.Lease(c, l)
+			got, gotLease = meter.Receipt{Replayed: r.Replayed}, &r
+			model(func() outcome { return m.leaseCall(l, isShort) })
 		default:
 			if h.Slow || advanced == advances || bad {
 				continue
@@ -375,6 +445,14 @@ func testProperty(t *testing.T, f Factory) {
 		}
 		switch {
 		case want.loose:
+		case gotLease != nil && (class == "ok" || class == "replay"):
+			r := *gotLease
+			if r.Expires.IsZero() != (r.Held == 0) {
+				t.Fatalf("step %d on %s, %s: receipt %+v: an expiry with nothing held, or none with tokens held", step, a, what, r)
+			}
+			if r.Expires = (time.Time{}); r != want.lease {
+				t.Fatalf("step %d on %s, %s: receipt %+v, the model says %+v", step, a, what, r, want.lease)
+			}
 		case class == "ok" || class == "replay":
 			if !sameReceipt(withoutExpiry(got), want.r) {
 				t.Fatalf("step %d on %s, %s: receipt %+v, the model says %+v", step, a, what, got, want.r)
@@ -481,7 +559,8 @@ func (m *model) charge(ch meter.Charge) outcome {
 		return replay(o.first)
 	}
 	if bal := m.balance(); bal < ch.Amount {
-		return short(bal, ch.Amount)
+		m.drained = m.drained || m.held() > 0
+		return short(bal, ch.Amount, m.held())
 	}
 	m.ch += ch.Amount
 	m.entries++
@@ -507,7 +586,8 @@ func (m *model) hold(h meter.Hold, isShort bool) outcome {
 	bal := m.balance()
 	add := min(h.Max, bal)
 	if add < h.Min {
-		return short(bal, h.Min)
+		m.drained = m.drained || m.held() > 0
+		return short(bal, h.Min, m.held())
 	}
 	m.holds[h.Op] = &modelHold{amount: add, short: isShort}
 	m.entries++
@@ -572,7 +652,7 @@ func (m *model) extend(e meter.Extend, isShort bool) outcome {
 	bal := m.balance()
 	add := min(e.Max, bal)
 	if add < e.Min {
-		return short(bal, e.Min)
+		return short(bal, e.Min, m.held())
 	}
 	h.amount += add
 	h.short = isShort
@@ -709,7 +789,7 @@ func (m *model) transfer(kind string, x meter.Transfer) outcome {
 	bal := m.balance()
 	if kind == meter.KindDebit {
 		if bal < x.Amount {
-			return short(bal, x.Amount)
+			return short(bal, x.Amount, m.held())
 		}
 		m.de += x.Amount
 	} else {
@@ -718,4 +798,119 @@ func (m *model) transfer(kind string, x meter.Transfer) outcome {
 	m.entries++
 	m.ids[key] = &modelTransfer{amount: x.Amount, reason: x.Reason}
 	return ok(meter.Receipt{Balance: m.balance()})
+}
+
+// leaseCall models a call on a lease. Its Drain outlasts the whole test, so
+// a lease reports draining once any charge or hold of the account was
+// refused while tokens were held.
+func (m *model) leaseCall(l meter.Lease, isShort bool) outcome {
+	if !validLease(l) {
+		return fail("invalid")
+	}
+	o := m.ops[l.Op]
+	if o == nil {
+		if l.Seq != 1 {
+			return fail("notfound")
+		}
+		m.exists = true
+		bal := m.balance()
+		add := min(l.Grow, bal)
+		if add < 1 {
+			return short(bal, 1, m.held())
+		}
+		m.holds[l.Op] = &modelHold{amount: add, short: isShort}
+		m.entries++
+		r := meter.LeaseReceipt{Added: add, Held: add, Balance: m.balance()}
+		m.ops[l.Op] = &modelOp{kind: 'l', state: 'o', lease: &modelLease{seq: 1, last: r}}
+		return leaseOutcome("ok", r)
+	}
+	switch {
+	case o.kind == 'x' || o.cancelled:
+		return fail("cancelled")
+	case o.kind != 'l':
+		return fail("conflict")
+	}
+	ml, h := o.lease, m.holds[l.Op]
+	switch {
+	case l.Seq == ml.seq:
+		r := ml.last
+		r.Replayed = true
+		return leaseOutcome("replay", r)
+	case l.Seq < ml.seq:
+		r := meter.LeaseReceipt{Balance: m.balance(), Replayed: true}
+		if h != nil {
+			r.Held = h.amount
+		}
+		return leaseOutcome("replay", r)
+	case o.state != 'o' || (h == nil && !ml.dormant):
+		return fail("gone")
+	}
+	if h == nil {
+		h = &modelHold{}
+	}
+	var charge, refund int64
+	for _, c := range l.Charges {
+		charge += c.Amount
+	}
+	for _, rf := range l.Refunds {
+		refund += rf.Amount
+	}
+	if charge > h.amount || refund > ml.charged+charge-ml.refunded || l.Shrink > h.amount-charge {
+		return fail("invalid")
+	}
+	m.holds[l.Op] = h
+	h.amount -= charge
+	m.ch += charge
+	m.rf += refund
+	m.entries += len(l.Charges) + len(l.Refunds)
+	ml.charged += charge
+	ml.refunded += refund
+	r := meter.LeaseReceipt{Charged: charge, Refunded: refund}
+	switch {
+	case l.Close:
+		r.Released = h.amount
+	case l.Shrink > 0:
+		r.Released = l.Shrink
+	case l.Grow > 0:
+		r.Added = min(l.Grow, m.balance())
+	}
+	h.amount += r.Added - r.Released
+	if r.Added > 0 {
+		m.entries++
+	}
+	if r.Released > 0 {
+		m.entries++
+	}
+	h.short = isShort
+	ml.dormant = !l.Close && h.amount == 0
+	if l.Close {
+		o.state = 'c'
+	}
+	if h.amount == 0 {
+		delete(m.holds, l.Op)
+	}
+	r.Held, r.Balance, r.Draining = h.amount, m.balance(), m.drained
+	ml.seq, ml.last = l.Seq, r
+	return leaseOutcome("ok", r)
+}
+
+// validLease reports whether the store takes a lease call's arguments, for
+// the calls the property test makes.
+func validLease(l meter.Lease) bool {
+	if l.Seq < 1 || (l.Grow > 0 && l.Shrink > 0) {
+		return false
+	}
+	if l.Seq == 1 && (l.Grow < 1 || l.Shrink > 0 || l.Close || len(l.Charges) > 0 || len(l.Refunds) > 0) {
+		return false
+	}
+	for _, rf := range l.Refunds {
+		if rf.Seq < 2 || rf.Seq >= l.Seq {
+			return false
+		}
+	}
+	return true
+}
+
+func leaseOutcome(class string, r meter.LeaseReceipt) outcome {
+	return outcome{class: class, lease: r}
 }

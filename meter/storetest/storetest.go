@@ -1,7 +1,7 @@
 // Package storetest is the conformance suite that every meter.Store passes:
 // the arithmetic of every operation, idempotency, input validation, expiry,
 // the ledger, account isolation, verify, a property test against a model,
-// and concurrency with exact totals.
+// leases, and concurrency with exact totals.
 //
 // A store's test calls Run with a Factory that makes a fresh, empty store for
 // every case. Nothing here knows which store it tests: it sees the store only
@@ -71,6 +71,16 @@ func Run(t *testing.T, f Factory) {
 		{"ConcurrentArrival", testConcurrentArrival},
 		{"ConcurrentHoldLifecycle", testConcurrentHoldLifecycle},
 		{"ConcurrentRefundsAndDebits", testConcurrentRefundsAndDebits},
+		{"LeaseTake", testLeaseTake},
+		{"LeaseSpend", testLeaseSpend},
+		{"LeaseReplay", testLeaseReplay},
+		{"LeaseRefunds", testLeaseRefunds},
+		{"LeaseExpiry", testLeaseExpiry},
+		{"LeaseOps", testLeaseOps},
+		{"LeaseDraining", testLeaseDraining},
+		{"LeaseEntryJSON", testLeaseEntryJSON},
+		{"ConcurrentLeaseCalls", testConcurrentLeaseCalls},
+		{"ConcurrentChargesBesideLease", testConcurrentChargesBesideLease},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, f) })
 	}
@@ -224,6 +234,10 @@ func checkInvariant(t *testing.T, s meter.Store, id string, trimmed bool) []mete
 			sum.Credited += e.Amount
 		case meter.KindCharge:
 			sum.Charged += e.Amount
+			if e.Detail.Lease != "" {
+				// A lease's charge is paid from what the lease holds.
+				sum.Held -= e.Amount
+			}
 		case meter.KindDebit:
 			sum.Debited += e.Amount
 		case meter.KindRefund:
@@ -251,7 +265,11 @@ func checkInvariant(t *testing.T, s meter.Store, id string, trimmed bool) []mete
 		switch e.Kind {
 		case meter.KindCredit, meter.KindRefund:
 			bal += e.Amount
-		case meter.KindCharge, meter.KindDebit, meter.KindHold:
+		case meter.KindCharge:
+			if e.Detail.Lease == "" {
+				bal -= e.Amount
+			}
+		case meter.KindDebit, meter.KindHold:
 			bal -= e.Amount
 		case meter.KindSettle:
 			bal += e.Detail.Released
