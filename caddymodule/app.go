@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/lease"
 	"github.com/tollgate-dev/tollgate/meter"
 )
 
@@ -62,7 +63,13 @@ type App struct {
 	// it unbilled, logged. Default: deny.
 	OnStoreError string `json:"on_store_error,omitempty"`
 
+	// Lease pays per-request prices from leases: holds that this gateway
+	// takes on an account and spends locally, charged in the store at least
+	// every flush. Default: on with store redis, off with store memory.
+	Lease *LeaseConfig `json:"lease,omitempty"`
+
 	store    meter.Store
+	leases   *lease.Manager // nil when leases are off
 	storeKey string // the usage pool key of a Redis store
 	jwks     *jwksSource
 	jwksKey  string // the usage pool key of the jwks client
@@ -137,6 +144,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("on_store_error must be deny or allow, not %q", a.OnStoreError)
 	}
+	if a.Lease != nil {
+		if err := a.Lease.validate(a.holdExpiry()); err != nil {
+			return err
+		}
+	}
 	repl := caddy.NewReplacer()
 	if a.JWT != nil {
 		v, admins, set, err := a.JWT.verifiers(repl)
@@ -146,7 +158,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.verifier, a.admins, a.jwks = v, admins, set
 		a.demo = repl.ReplaceKnown(a.JWT.HMACSecret, "") == DemoSecret
 	}
-	return a.provisionStore(repl)
+	if err := a.provisionStore(repl); err != nil {
+		return err
+	}
+	a.provisionLeases()
+	return nil
 }
 
 // accountPlaceholder is what account may be: a single placeholder for an
@@ -303,16 +319,18 @@ func loopbackOnly(sets caddyhttp.MatcherSets) bool {
 	return true
 }
 
-// Stop hands the admin API back to the previous app; the store outlives the
-// config until Cleanup.
+// Stop hands the admin API back to the previous app, and charges and gives
+// back every lease; the store outlives the config until Cleanup.
 func (a *App) Stop() error {
 	a.goDark()
+	a.stopLeases()
 	return nil
 }
 
-// Cleanup gives the Redis store back to the pool, which closes it when no
-// config uses it and its background work is done.
+// Cleanup gives back every lease, and the Redis store back to the pool,
+// which closes it when no config uses it and its background work is done.
 func (a *App) Cleanup() error {
+	a.stopLeases()
 	if a.jwksKey != "" {
 		_, _ = jwksClients.Delete(a.jwksKey)
 		a.jwksKey = ""

@@ -38,6 +38,9 @@ func init() {
 //			leeway        <duration>
 //			account_claim <claim>
 //		}
+//		lease off | lease {
+//			size auto|<tokens>  flush <duration>  min_balance <tokens>
+//		}
 //		signup_bonus     <amount>
 //		ledger_retention <entries>
 //		on_store_error   deny|allow
@@ -88,6 +91,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 				return nil, err
 			}
 			app.HoldExpiry = dur
+		case "lease":
+			l, err := parseLease(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Lease = l
 		case "on_store_error":
 			if !d.NextArg() {
 				return nil, d.ArgErr()

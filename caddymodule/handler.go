@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/lease"
 	"github.com/tollgate-dev/tollgate/meter"
 	"github.com/tollgate-dev/tollgate/pricing"
 )
@@ -150,38 +151,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if price.compound != nil {
 		return h.serveHeld(rw, r, next, account, price)
 	}
-	op := newOp('c')
-	rw.op = op
-	caddyhttp.SetVar(r.Context(), "tollgate.op", op)
 	// Money moves on a context the client cannot cancel: a disconnect never
 	// leaves an outcome unknown.
 	ctx := context.WithoutCancel(r.Context())
-	start := time.Now()
-	receipt, err := h.app.store.Charge(ctx, meter.Charge{
-		Account: account,
-		Op:      op,
-		Amount:  price.Amount,
-		Method:  r.Method,
-		Route:   price.route(r),
-		Bonus:   h.app.SignupBonus,
-	})
-	observeSince(storeCharge, start)
+	p, err := h.pay(ctx, r, account, price)
+	rw.op = p.op
+	caddyhttp.SetVar(r.Context(), "tollgate.op", p.op)
 	if err != nil {
-		if forward, err := h.refused(w, r, op, err); !forward {
+		if forward, err := h.refused(w, r, p.op, err); !forward {
 			return err
 		}
 		return next.ServeHTTP(rw, r)
 	}
+	if p.ticket != nil {
+		defer p.ticket.Done()
+	} else {
+		tokensCharged.Add(float64(p.amount))
+	}
 	countPaid.Inc()
-	tokensCharged.Add(float64(receipt.Amount))
-	rw.charged = strconv.FormatInt(receipt.Amount, 10)
-	rw.balance = strconv.FormatInt(receipt.Balance, 10)
+	rw.charged = strconv.FormatInt(p.amount, 10)
+	rw.balance = strconv.FormatInt(p.balance, 10)
 	// Once the request is forwarded, the vars map must not be written: the
 	// proxy's transport reads it from other goroutines. These values change
 	// in place instead.
 	charged, balance := new(liveAmount), new(liveAmount)
-	charged.Store(receipt.Amount)
-	balance.Store(receipt.Balance)
+	charged.Store(p.amount)
+	balance.Store(p.balance)
 	caddyhttp.SetVar(r.Context(), "tollgate.charged", charged)
 	caddyhttp.SetVar(r.Context(), "tollgate.balance", balance)
 
@@ -190,25 +185,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if !h.refundOn.status(status) {
 			return
 		}
-		if rr, ok := h.refund(ctx, account, op, receipt.Amount); ok {
-			rw.charged, rw.balance = "0", strconv.FormatInt(rr.Balance, 10)
+		if after, ok := h.giveBack(ctx, account, p); ok {
+			rw.charged, rw.balance = "0", strconv.FormatInt(after, 10)
 			charged.Store(0)
-			balance.Store(rr.Balance)
+			balance.Store(after)
 		}
 	}
 	rw.onHeader = refund
 	defer func() {
 		// An upstream that fails after the headers went out aborts the
 		// response with a panic; a client that left is not refunded.
-		if p := recover(); p != nil {
+		if v := recover(); v != nil {
 			switch {
-			case p == http.ErrAbortHandler && h.refundOn.aborted && r.Context().Err() == nil:
-				h.refund(ctx, account, op, receipt.Amount)
-			case p != http.ErrAbortHandler && !rw.wroteHeader:
+			case v == http.ErrAbortHandler && h.refundOn.aborted && r.Context().Err() == nil:
+				h.giveBack(ctx, account, p)
+			case v != http.ErrAbortHandler && !rw.wroteHeader:
 				// Any other panic before the headers is a 500.
 				refund(http.StatusInternalServerError)
 			}
-			panic(p)
+			panic(v)
 		}
 	}()
 	err = next.ServeHTTP(rw, r)
@@ -225,6 +220,65 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		rw.setHeaders(w.Header())
 	}
 	return err
+}
+
+// payment is a request's payment of a per-request price: a charge of its
+// own, or a ticket of a lease.
+type payment struct {
+	op      string
+	amount  int64
+	balance int64         // what the caller can still spend after it
+	ticket  *lease.Ticket // nil for a charge of its own
+}
+
+// pay pays a per-request price up front: from the account's lease when it
+// has one that can pay it, otherwise with a charge of its own. A charge
+// refused for the balance while tokens are held waits for lease holders to
+// give theirs back before it is refused. A charge that a lease would have
+// paid has the account leased for the requests that follow.
+func (h *Handler) pay(ctx context.Context, r *http.Request, account string, price *Price) (payment, error) {
+	route := price.route(r)
+	leases := h.app.leases
+	if leases != nil {
+		if t, ok := leases.Take(account, r.Method, route, price.Amount); ok {
+			return payment{op: t.Op(), amount: price.Amount, balance: t.Balance(), ticket: &t}, nil
+		}
+	}
+	c := meter.Charge{
+		Account: account,
+		Op:      newOp('c'),
+		Amount:  price.Amount,
+		Method:  r.Method,
+		Route:   route,
+		Bonus:   h.app.SignupBonus,
+	}
+	var receipt meter.Receipt
+	charge := func() (err error) {
+		start := time.Now()
+		receipt, err = h.app.store.Charge(ctx, c)
+		observeSince(storeCharge, start)
+		return err
+	}
+	err := charge()
+	var short *meter.InsufficientError
+	if leases != nil && errors.As(err, &short) && short.Held > 0 {
+		err = leases.Drain(ctx, account, charge)
+	}
+	if leases != nil && err == nil {
+		leases.Observe(account, receipt.Balance, price.Amount)
+	}
+	return payment{op: c.Op, amount: receipt.Amount, balance: receipt.Balance}, err
+}
+
+// giveBack gives a payment back for a refund_on outcome, and reports the
+// caller's balance after it when it is known now.
+func (h *Handler) giveBack(ctx context.Context, account string, p payment) (int64, bool) {
+	if p.ticket != nil {
+		p.ticket.Unpay()
+		return p.balance + p.amount, true
+	}
+	r, ok := h.refund(ctx, account, p.op, p.amount)
+	return r.Balance, ok
 }
 
 // serveHeld meters a request under a compound price: it holds the up-front

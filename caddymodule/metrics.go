@@ -41,6 +41,14 @@ var (
 		Name: "tollgate_unsettled_total",
 		Help: "Settles, refunds and cancels that failed and are retried in the background.",
 	})
+	metricLeaseFlushes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tollgate_lease_flushes_total",
+		Help: "Store calls on leases that were acknowledged: each charges what a lease spent, and renews or resizes it.",
+	})
+	metricLeaseUnbilled = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tollgate_lease_unbilled_tokens_total",
+		Help: "Tokens that requests spent from leases the store no longer had when they were to be charged: served, never charged.",
+	})
 	metricUnreplicated = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tollgate_unreplicated_total",
 		Help: "Request operations served whose change of money the replicas did not acknowledge in time.",
@@ -67,7 +75,7 @@ var (
 
 // registerMetrics registers the metrics in a config's registry.
 func registerMetrics(registry *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{metricRequests, metricTokens, metricStoreDuration, metricUsageCapped, metricUnsettled, metricUnreplicated} {
+	for _, c := range []prometheus.Collector{metricRequests, metricTokens, metricStoreDuration, metricUsageCapped, metricUnsettled, metricUnreplicated, metricLeaseFlushes, metricLeaseUnbilled} {
 		if err := registry.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}

@@ -28,6 +28,13 @@ type chaosGateway struct {
 // with keys under prefix, forwarding paid requests to up.
 func startChaosGateway(t *testing.T, store, prefix string, up *upstream) *chaosGateway {
 	t.Helper()
+	return startChaosGatewayWith(t, store, prefix, "", up)
+}
+
+// startChaosGatewayWith is startChaosGateway with globals added to the
+// tollgate global option, such as a lease block.
+func startChaosGatewayWith(t *testing.T, store, prefix, globals string, up *upstream) *chaosGateway {
+	t.Helper()
 	port, adminPort := freePort(t), freePort(t)
 	cfg := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
@@ -38,6 +45,7 @@ func startChaosGateway(t *testing.T, store, prefix string, up *upstream) *chaosG
 			prefix %s
 		}
 		%s
+		%s
 	}
 }
 
@@ -46,7 +54,7 @@ http://127.0.0.1:%d {
 	tollgate 1
 	reverse_proxy %s
 }
-`, adminPort, store, prefix, hmacJWT, port, up.Listener.Addr().String())
+`, adminPort, store, prefix, hmacJWT, globals, port, up.Listener.Addr().String())
 	return &chaosGateway{process: runProcess(t, port, cfg), Admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
 }
 

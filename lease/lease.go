@@ -14,41 +14,44 @@ import (
 )
 
 // lease is one account's lease on this gateway. Its tokens are, at every
-// moment, what the store holds for it: avail, not spent yet; pending, spent
-// by requests whose outcome is not known yet; and what requests paid since
-// the last call (spent), which the next call charges.
+// moment, what the store holds for it: avail, not spent yet, and what
+// requests spent since the last call (spent), which the next call charges.
 //
 // Its life: taking (the first call is in flight), open, then closing (it is
-// given back once no request spends it), then closed, when it leaves the
-// Manager. A call that finds the lease gone in the store closes it at once.
+// given back, and closed once no request holds a ticket of it), then closed,
+// when it leaves the Manager. A call that finds the lease gone in the store
+// closes it at once.
 type lease struct {
 	m       *Manager
 	account string
 	op      string
 
 	mu       sync.Mutex
-	open     bool // the first call was acknowledged
-	closing  bool // give it back; take nothing more
-	closed   bool
+	open     bool         // the first call was acknowledged
+	closing  bool         // give it back; take nothing more
+	closed   bool         // gone from the store, or given back
 	draining bool         // give back what is not needed: a request was refused for the balance
 	busy     bool         // a store call is in flight
 	call     *meter.Lease // the call to send again until its outcome is known
 	seq      int64        // the last call made
 	epochOp  string       // the op that the next call's charges carry
 	avail    int64
-	pending  int64
 	tickets  int64 // requests that hold a ticket of this lease
 	spent    map[tally]*meter.LeaseCharge
 	refunds  map[int64]*meter.LeaseRefund // by the call that charged them
 	balance  int64                        // the store's available balance, as last seen
 	lastAck  time.Time                    // when the last acknowledged call was sent
-	lastCall time.Time                    // when the last call was sent
 	started  time.Time                    // when the first call was first sent
-	asked    int64                        // tokens asked of the lease since the last call, paid or not
-	rate     float64                      // tokens asked per call, smoothed
+	lastFill time.Time                    // when the rate was last measured
+	lastAsk  time.Time                    // when a request last asked the lease to pay
+	asked    int64                        // tokens asked of the lease since lastFill, paid or not
+	rate     float64                      // tokens asked per second, smoothed
 	largest  int64                        // the largest price asked of it
-	idle     int                          // calls in a row with nothing asked
 }
+
+// maxTallies bounds the charge entries of one call: the methods and routes
+// that a lease pays for between two calls.
+const maxTallies = 64
 
 // tally is what a lease's charge entry is by: method and route.
 type tally struct{ method, route string }
@@ -66,20 +69,37 @@ func newLease(m *Manager, account string, balance, amount int64) *lease {
 	return l
 }
 
-// take pays amount from the lease, if it can pay it now.
-func (l *lease) take(method, route string, amount int64) (Ticket, bool) {
+// take pays amount from the lease, if it can pay it now: the lease's next
+// call charges it. When the lease holds too little, it reports that a call
+// should grow it now rather than at the next flush.
+func (l *lease) take(method, route string, amount int64) (t Ticket, ok, grow bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.asked += amount
 	l.largest = max(l.largest, amount)
-	if !l.open || l.closing || l.closed || l.draining || l.avail < amount ||
-		time.Since(l.lastAck) >= l.m.cfg.TTL/2 {
-		return Ticket{}, false
+	l.lastAsk = time.Now()
+	if !l.open || l.closing || l.closed || l.draining || time.Since(l.lastAck) >= l.m.cfg.TTL/2 {
+		return Ticket{}, false, false
+	}
+	if l.avail < amount {
+		return Ticket{}, false, !l.busy && time.Since(l.lastFill) >= l.m.cfg.Flush/8
+	}
+	k := tally{method, route}
+	ch := l.spent[k]
+	if ch == nil {
+		if len(l.spent) >= maxTallies {
+			// Routes named by the path are the client's choice: beyond
+			// this many, requests are charged on their own.
+			return Ticket{}, false, false
+		}
+		ch = &meter.LeaseCharge{Method: method, Route: route}
+		l.spent[k] = ch
 	}
 	l.avail -= amount
-	l.pending += amount
 	l.tickets++
-	return Ticket{l: l, method: method, route: route, amount: amount, balance: l.balance + l.avail}, true
+	ch.Amount += amount
+	ch.Count++
+	return Ticket{l: l, k: k, amount: amount, seq: l.seq + 1, op: l.epochOp, balance: l.balance + l.avail}, true, false
 }
 
 // observe records the account's available balance, seen by a request
@@ -91,13 +111,13 @@ func (l *lease) observe(balance int64) {
 }
 
 // target is how many unspent tokens the lease should hold: its fixed size,
-// or twice what was asked of it per call, and at least the largest price
-// asked; never more than a quarter of what the account has available, so
+// or what is asked of it in two flushes at its recent rate, and at least
+// four times the largest price asked; never more than a quarter of what the account has available, so
 // that a low balance is not stranded on one gateway. 0 means give it back.
 func (l *lease) target() int64 {
 	t := l.m.cfg.Size
 	if t == 0 {
-		t = max(int64(math.Ceil(2*l.rate)), 4*l.largest)
+		t = max(int64(math.Ceil(2*l.rate*l.m.cfg.Flush.Seconds())), 4*l.largest)
 	}
 	t = min(t, (l.balance+l.avail)/4)
 	if t < l.largest {
@@ -118,7 +138,7 @@ func (l *lease) plan() (meter.Lease, bool) {
 		return meter.Lease{}, false
 	}
 	if l.call != nil {
-		l.busy, l.lastCall = true, time.Now()
+		l.busy = true
 		return *l.call, true
 	}
 	cfg := l.m.cfg
@@ -132,7 +152,7 @@ func (l *lease) plan() (meter.Lease, bool) {
 			l.closed = true
 			return meter.Lease{}, false
 		}
-		l.started = time.Now()
+		l.started, l.lastFill, l.lastAsk = time.Now(), time.Now(), time.Now()
 	} else {
 		l.fill(&c)
 	}
@@ -141,7 +161,7 @@ func (l *lease) plan() (meter.Lease, bool) {
 	}
 	l.seq = c.Seq
 	l.epochOp = meter.EpochOp(l.op, l.seq+1)
-	l.call, l.busy, l.lastCall = &c, true, time.Now()
+	l.call, l.busy = &c, true
 	return c, true
 }
 
@@ -161,16 +181,19 @@ func (l *lease) fill(c *meter.Lease) {
 	slices.SortFunc(c.Refunds, func(a, b meter.LeaseRefund) int { return int(a.Seq - b.Seq) })
 	clear(l.refunds)
 
-	l.rate = (l.rate + float64(l.asked)) / 2
-	if l.asked == 0 {
-		l.idle++
-	} else {
-		l.idle = 0
+	now := time.Now()
+	quiet := now.Sub(l.lastAsk) >= idleFlushes*l.m.cfg.Flush
+	if elapsed := now.Sub(l.lastFill).Seconds(); elapsed > 0 {
+		rate := float64(l.asked) / elapsed
+		if l.rate == 0 {
+			l.rate = rate
+		}
+		l.rate = (l.rate + rate) / 2
 	}
-	l.asked = 0
+	l.asked, l.lastFill = 0, now
 	target := l.target()
 	switch {
-	case l.closing || l.draining || l.idle >= idleCalls || target == 0 ||
+	case l.closing || l.draining || quiet || target == 0 ||
 		l.balance+l.avail < l.m.cfg.MinBalance:
 		// Give back all that no request is spending; close the lease
 		// once none is.
@@ -209,7 +232,7 @@ func (l *lease) acked(c meter.Lease, r meter.LeaseReceipt, err error, sent time.
 		l.lastAck, l.balance, l.draining = sent, r.Balance, r.Draining
 		l.open = true
 		l.avail += r.Added
-		if c.Close || r.Held == 0 {
+		if c.Close {
 			l.close(0)
 		}
 	case errors.Is(err, meter.ErrUnavailable):

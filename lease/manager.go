@@ -38,9 +38,9 @@ const (
 	DefaultMinBalance = 1000
 )
 
-// idleCalls is how many calls in a row with nothing asked of a lease close
-// it, so that an account gone quiet strands nothing.
-const idleCalls = 10
+// idleFlushes is how many flushes with nothing asked of a lease close it,
+// so that an account gone quiet strands nothing.
+const idleFlushes = 10
 
 // parallelCalls bounds the store calls a Manager makes at once.
 const parallelCalls = 16
@@ -85,14 +85,15 @@ type Manager struct {
 	leases  sync.Map // account -> *lease
 	closing atomic.Bool
 	sem     chan struct{}
+	started sync.Once
 	calls   sync.WaitGroup
 	done    chan struct{}
 	once    sync.Once
 }
 
-// New returns a Manager that leases from store and starts its flush loop.
-// The store stays in use until the Manager is closed and every lease it
-// holds is given back.
+// New returns a Manager that leases from store. It starts its flush loop
+// when it takes its first lease; from then on, the store stays in use until
+// the Manager is closed and every lease it holds is given back.
 func New(store meter.Store, cfg Config) *Manager {
 	if cfg.Flush <= 0 {
 		cfg.Flush = DefaultFlush
@@ -100,17 +101,20 @@ func New(store meter.Store, cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	m := &Manager{
+	return &Manager{
 		store: store, cfg: cfg,
 		sem:  make(chan struct{}, parallelCalls),
 		done: make(chan struct{}),
 	}
-	inUse := store.Use()
+}
+
+// start starts the flush loop, which keeps the store in use until it ends.
+func (m *Manager) start() {
+	inUse := m.store.Use()
 	go func() {
 		defer inUse()
 		m.loop()
 	}()
-	return m
 }
 
 // Take pays amount from the account's lease, if it has one that can pay it
@@ -122,7 +126,11 @@ func (m *Manager) Take(account, method, route string, amount int64) (Ticket, boo
 		return Ticket{}, false
 	}
 	l := v.(*lease)
-	return l.take(method, route, amount)
+	t, ok, grow := l.take(method, route, amount)
+	if grow {
+		m.kick(l)
+	}
+	return t, ok
 }
 
 // Observe tells the Manager the account's available balance after a request
@@ -140,13 +148,14 @@ func (m *Manager) Observe(account string, balance, amount int64) {
 	if _, loaded := m.leases.LoadOrStore(account, l); loaded {
 		return
 	}
+	m.started.Do(m.start)
 	m.kick(l)
 }
 
 // Drain gives back at once what this gateway's lease on the account does
 // not need, as every lease holder does when a request is refused for the
 // balance while tokens are held, and waits for those tokens: it calls try
-// about every Flush/2, for at most about 2 × Flush, until it returns an
+// about every Flush/2, for at most about 3 × Flush, until it returns an
 // error that is not meter.ErrInsufficient, and returns its last error.
 func (m *Manager) Drain(ctx context.Context, account string, try func() error) error {
 	if v, ok := m.leases.Load(account); ok {
@@ -156,7 +165,7 @@ func (m *Manager) Drain(ctx context.Context, account string, try func() error) e
 		l.mu.Unlock()
 		m.kick(l)
 	}
-	deadline := time.Now().Add(2*m.cfg.Flush + m.cfg.Flush/2)
+	deadline := time.Now().Add(3 * m.cfg.Flush)
 	var err error
 	for {
 		t := time.NewTimer(m.cfg.Flush / 2)
@@ -189,6 +198,8 @@ func (m *Manager) Close(ctx context.Context) error {
 			return true
 		})
 	})
+	// A lease taken as the Manager closed is given back by the loop.
+	m.started.Do(m.start)
 	t := time.NewTicker(m.cfg.Flush / 4)
 	defer t.Stop()
 	for {
@@ -262,8 +273,12 @@ func (m *Manager) kick(l *lease) {
 		if m.cfg.Called != nil {
 			m.cfg.Called(r.Charged, err)
 		}
-		if l.acked(c, r, err, sent) {
+		switch {
+		case l.acked(c, r, err, sent):
 			m.leases.CompareAndDelete(l.account, l)
+		case r.Draining:
+			// A request waits for what this lease gives back.
+			m.kick(l)
 		}
 	}()
 }
