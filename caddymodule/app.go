@@ -70,7 +70,7 @@ type App struct {
 
 	store    meter.Store
 	leases   *lease.Manager // nil when leases are off
-	storeKey string // the usage pool key of a Redis store
+	storeKey string         // the usage pool key of a Redis store
 	jwks     *jwksSource
 	jwksKey  string // the usage pool key of the jwks client
 	verifier *auth.Verifier
