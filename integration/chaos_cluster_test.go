@@ -24,8 +24,8 @@ func chaosSlot(t *testing.T, c *redistest.Cluster, prefix, account string) int {
 }
 
 // clusterChaos starts a cluster of 3 masters with a replica each and two
-// gateway processes on it, spends several accounts' balances through them,
-// and runs disrupt on the shard of the first account once a third is
+// gateway processes on it, spends several accounts' balances through them
+// from leases, and runs disrupt on the shard of the first account once a third is
 // spent. Clients see only 200, 402 and 503, never NOSCRIPT; the 2xx
 // answers, the upstream's hits and the requests charged are the same
 // number; and verify finds no drift.
@@ -35,7 +35,11 @@ func clusterChaos(t *testing.T, disrupt func(c *redistest.Cluster, slot int)) {
 	c := redistest.StartCluster(t, 3, 1)
 	up := newUpstream(t)
 	const prefix = "chaos-cluster"
-	gateways := startChaosGateways(t, 2, "cluster "+strings.Join(c.Addrs(), " "), prefix, up)
+	store := "cluster " + strings.Join(c.Addrs(), " ")
+	gateways := []*chaosGateway{
+		startChaosGatewayWith(t, store, prefix, leasedBelowMinimum, up),
+		startChaosGatewayWith(t, store, prefix, leasedBelowMinimum, up),
+	}
 	accounts := []string{"alice", "bob", "carol"}
 	balance := int64(chaosSize(200, 60))
 	for _, a := range accounts {
@@ -58,7 +62,11 @@ func clusterChaos(t *testing.T, disrupt func(c *redistest.Cluster, slot int)) {
 	ta.expectOnly(t, http.StatusOK, http.StatusPaymentRequired, http.StatusServiceUnavailable)
 	expectExact(t, ta, up, as)
 	verifyClean(t, gateways[0])
-	t.Logf("%s; %d upstream hits, %d requests charged", ta, up.hits.Load(), netCharged(as))
+	leased := gateways[0].leased(t, accounts...)
+	if leased == 0 {
+		t.Error("no request was paid from a lease")
+	}
+	t.Logf("%s; %d upstream hits, %d requests charged, %d of them from leases", ta, up.hits.Load(), netCharged(as), leased)
 }
 
 // TestChaosClusterFailover promotes, with CLUSTER FAILOVER, the replica of

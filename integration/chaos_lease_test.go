@@ -11,6 +11,11 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 )
 
+// leasedBelowMinimum is the lease option of the chaos tests whose balances
+// are below the default min_balance: their accounts are leased all the
+// same.
+const leasedBelowMinimum = "lease {\n\t\t\tmin_balance 10\n\t\t}"
+
 // TestChaosLeaseLostReplies drops 10% of Redis's replies to two gateway
 // processes that pay from leases, until two balances above min_balance run
 // out: no lease call is counted twice and no request is charged twice or

@@ -14,18 +14,26 @@ import (
 
 // TestChaosSentinelFailover kills a Sentinel-watched master with SIGKILL
 // while two gateway processes spend several accounts' balances, with
-// replicas 0 and replicas 1. Clients only ever see 200, 402 and 503, never
+// replicas 0 and replicas 1, each request charged on its own and paid from
+// leases. Clients only ever see 200, 402 and 503, never
 // NOSCRIPT; every 2xx was forwarded once; no account goes below 0 (verify
 // finds no drift); the load runs until every balance is spent. It logs the
 // failover time and the loss: the forwards whose charges the failover lost.
 func TestChaosSentinelFailover(t *testing.T) {
-	for _, replicas := range []int{0, 1} {
-		t.Run(fmt.Sprintf("replicas_%d", replicas), func(t *testing.T) {
+	for _, tc := range []struct {
+		replicas     int
+		name, leases string
+	}{{0, "per_request", "lease off"}, {1, "per_request", "lease off"}, {0, "leased", leasedBelowMinimum}, {1, "leased", leasedBelowMinimum}} {
+		t.Run(fmt.Sprintf("replicas_%d/%s", tc.replicas, tc.name), func(t *testing.T) {
 			logDuration(t)
+			replicas := tc.replicas
 			topo := redistest.StartSentinel(t, 1)
 			up := newUpstream(t)
 			store := fmt.Sprintf("sentinel %s %s\n\t\t\treplicas %d", redistest.MasterName, strings.Join(topo.Addrs(), " "), replicas)
-			gateways := startChaosGateways(t, 2, store, "chaos-sentinel", up)
+			gateways := []*chaosGateway{
+				startChaosGatewayWith(t, store, "chaos-sentinel", tc.leases, up),
+				startChaosGatewayWith(t, store, "chaos-sentinel", tc.leases, up),
+			}
 			accounts := []string{"alice", "bob", "carol", "dave"}
 			balance := int64(chaosSize(150, 50))
 			for _, a := range accounts {
@@ -76,6 +84,9 @@ func TestChaosSentinelFailover(t *testing.T) {
 				}
 			}
 			verifyClean(t, gateways[0])
+			if leased := gateways[0].leased(t, accounts...); (leased > 0) != (tc.name == "leased") {
+				t.Errorf("%d requests paid from leases", leased)
+			}
 			t.Logf("replicas %d: failover took %v; %s; %d upstream hits, %d requests charged: %d forwards lost their charge",
 				replicas, failover.Round(time.Millisecond), result, up.hits.Load(), netCharged(as), up.hits.Load()-netCharged(as))
 		})
