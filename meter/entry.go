@@ -62,21 +62,24 @@ const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 // milliseconds and only the detail fields of its kind.
 func (e Entry) MarshalJSON() ([]byte, error) {
 	var detail any
-	switch e.Kind {
-	case KindCharge, KindHold:
+	switch {
+	case e.Kind == KindHold && e.Detail.Reason == ReasonLease:
+		detail = struct {
+			Reason string `json:"reason"`
+		}{e.Detail.Reason}
+	case e.Kind == KindCharge || e.Kind == KindHold:
 		detail = struct {
 			Method string `json:"method"`
 			Route  string `json:"route"`
 			Count  int64  `json:"count,omitempty"`
 			Lease  string `json:"lease,omitempty"`
-			Reason string `json:"reason,omitempty"`
-		}{e.Detail.Method, e.Detail.Route, e.Detail.Count, e.Detail.Lease, e.Detail.Reason}
-	case KindSettle:
+		}{e.Detail.Method, e.Detail.Route, e.Detail.Count, e.Detail.Lease}
+	case e.Kind == KindSettle:
 		detail = struct {
 			Released int64 `json:"released"`
 			CutOff   bool  `json:"cut_off"`
 		}{e.Detail.Released, e.Detail.CutOff}
-	case KindRelease, KindRefund:
+	case e.Kind == KindRelease || e.Kind == KindRefund:
 		detail = struct {
 			Reason string `json:"reason"`
 			Count  int64  `json:"count,omitempty"`

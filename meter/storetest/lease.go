@@ -614,7 +614,7 @@ func testLeaseEntryJSON(t *testing.T, f Factory) {
 
 	want := []string{ // oldest first
 		`{"by":"","reason":""}`,
-		`{"method":"","reason":"lease","route":""}`,
+		`{"reason":"lease"}`,
 		`{"count":2,"lease":"L","method":"GET","route":"/a"}`,
 		`{"count":1,"reason":"refund_on"}`,
 		`{"reason":"lease"}`,
