@@ -155,7 +155,7 @@ func (m *Manager) Observe(account string, balance, amount int64) {
 // Drain gives back at once what this gateway's lease on the account does
 // not need, as every lease holder does when a request is refused for the
 // balance while tokens are held, and waits for those tokens: it calls try
-// about every Flush/2, for at most about 3 × Flush, until it returns an
+// about every Flush/2, for at most about 2.5 × Flush, until it returns an
 // error that is not meter.ErrInsufficient, and returns its last error.
 func (m *Manager) Drain(ctx context.Context, account string, try func() error) error {
 	if v, ok := m.leases.Load(account); ok {
@@ -165,7 +165,7 @@ func (m *Manager) Drain(ctx context.Context, account string, try func() error) e
 		l.mu.Unlock()
 		m.kick(l)
 	}
-	deadline := time.Now().Add(3 * m.cfg.Flush)
+	deadline := time.Now().Add(2*m.cfg.Flush + m.cfg.Flush/2)
 	var err error
 	for {
 		t := time.NewTimer(m.cfg.Flush / 2)
