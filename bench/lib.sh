@@ -1,8 +1,9 @@
 # Shared setup of the bench scripts, sourced by them: checks the tools, makes
 # a work directory removed at exit (KEEP=1 keeps it), builds the gateway into
 # it, picks free ports, and starts a local redis-server. It leaves $work,
-# $pids, $redis_port, $up_port, $plain_port, $metered_port, $plain_admin,
-# $metered_admin, $secret and $store (STORE=memory picks the memory store).
+# $pids, $redis_port, $redis_pid, $up_port, $plain_port, $metered_port,
+# $plain_admin, $metered_admin, $secret and $store (STORE=memory picks the
+# memory store); start leaves $pid_NAME for each gateway it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,22 +30,40 @@ store="redis redis://127.0.0.1:$redis_port/0"
 [ "${STORE:-redis}" = memory ] && store=memory
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --dir "$work" --daemonize no >"$work/redis.log" 2>&1 &
-pids+=($!)
+redis_pid=$!
+pids+=("$redis_pid")
 
-# start NAME…: runs the gateway on $work/NAME.caddy for each NAME.
+# start NAME…: runs the gateway on $work/NAME.caddy for each NAME, and
+# leaves its process id in $pid_NAME.
 start() {
 	for c in "$@"; do
 		"$work/tollgate" run --adapter caddyfile --config "$work/$c.caddy" >"$work/$c.log" 2>&1 &
 		pids+=($!)
+		printf -v "pid_${c//[^A-Za-z0-9_]/_}" '%s' "$!"
 	done
 }
 
 # wait_for URL: waits until URL answers.
 wait_for() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "bench: $1 never answered" >&2; exit 1; }
 
-# fund: mints $token for the account bench and credits it plenty.
+# fund [ADMIN_PORT…]: mints $token for the account bench and credits it
+# plenty through each admin port given ($metered_admin by default).
 fund() {
 	token=$("$work/tollgate" token --account bench --secret "$secret" --ttl 1h)
-	curl -sf -X POST "http://127.0.0.1:$metered_admin/tollgate/accounts/bench/credit" \
-		-d '{"amount":1000000000000,"id":"bench-funds"}' >/dev/null
+	local port
+	for port in "${@:-$metered_admin}"; do
+		curl -sf -X POST "http://127.0.0.1:$port/tollgate/accounts/bench/credit" \
+			-d '{"amount":1000000000000,"id":"bench-funds"}' >/dev/null
+	done
+}
+
+# fund_many N FILE ADMIN_PORT…: mints HS256 tokens for the accounts bench-0 …
+# bench-(N-1) into FILE, one a line, and credits each of those accounts
+# plenty through each admin port given, many credits at once (bench/mint).
+fund_many() {
+	local n=$1 file=$2 port urls=(); shift 2
+	for port in "$@"; do urls+=("http://127.0.0.1:$port"); done
+	[ -x "$work/mint" ] || go build -o "$work/mint" ./bench/mint
+	"$work/mint" -alg HS256 -secret "$secret" -iss '' -aud '' -sub bench -n "$n" -out "$file" \
+		-fund "$(IFS=,; echo "${urls[*]}")" -amount 1000000000000
 }
