@@ -71,7 +71,7 @@ http://127.0.0.1:$2 {
 }
 CFG
 }
-metered memory "$memory_port" "$memory_admin" memory
+metered memory "$memory_port" "$memory_admin" memory "${MEMORY_OPTION:-}"
 metered lease "$metered_port" "$metered_admin" "redis $redis_url"
 metered nolease "$nolease_port" "$nolease_admin" "redis $redis_url" "lease off"
 start upstream plain memory lease nolease

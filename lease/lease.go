@@ -126,6 +126,12 @@ func (l *lease) target() int64 {
 	return t
 }
 
+// slow reports a lease asked for fewer than leaseAfter/4 requests a flush
+// at its recent rate: charging them one by one costs less.
+func (l *lease) slow() bool {
+	return l.rate*l.m.cfg.Flush.Seconds() < float64(leaseAfter/4*l.largest)
+}
+
 // plan returns the lease's next store call, and marks it in flight: the
 // call whose outcome is unknown again, or a new one that charges what was
 // spent, gives back refunds, resizes the lease and renews it. It reports
@@ -193,7 +199,7 @@ func (l *lease) fill(c *meter.Lease) {
 	l.asked, l.lastFill = 0, now
 	target := l.target()
 	switch {
-	case l.closing || l.draining || quiet || target == 0 ||
+	case l.closing || l.draining || quiet || target == 0 || l.slow() ||
 		l.balance+l.avail < l.m.cfg.MinBalance:
 		// Give back all that no request is spending; close the lease
 		// once none is.

@@ -42,6 +42,15 @@ const (
 // so that an account gone quiet strands nothing.
 const idleFlushes = 10
 
+// leaseAfter is how many requests an account must ask for within a flush
+// before it is leased, and a lease that serves fewer than leaseAfter/4 in a
+// flush is given back.
+const leaseAfter = 8
+
+// maxSeen bounds the accounts whose requests a Manager counts towards a
+// lease; beyond it, the counts start again.
+const maxSeen = 10_000
+
 // parallelCalls bounds the store calls a Manager makes at once.
 const parallelCalls = 16
 
@@ -87,6 +96,9 @@ type Manager struct {
 	sem     chan struct{}
 	started sync.Once
 	calls   sync.WaitGroup
+
+	mu   sync.Mutex
+	seen map[string]*window // accounts charged on their own, towards a lease
 	done    chan struct{}
 	once    sync.Once
 }
@@ -105,6 +117,7 @@ func New(store meter.Store, cfg Config) *Manager {
 		store: store, cfg: cfg,
 		sem:  make(chan struct{}, parallelCalls),
 		done: make(chan struct{}),
+		seen: map[string]*window{},
 	}
 }
 
@@ -135,7 +148,8 @@ func (m *Manager) Take(account, method, route string, amount int64) (Ticket, boo
 
 // Observe tells the Manager the account's available balance after a request
 // was charged on its own for amount. An account whose balance is at least
-// MinBalance gets a lease, taken in the background.
+// MinBalance, and that asks for requests fast enough for a lease to save
+// store calls, gets a lease, taken in the background.
 func (m *Manager) Observe(account string, balance, amount int64) {
 	if m.closing.Load() || balance < m.cfg.MinBalance {
 		return
@@ -144,12 +158,46 @@ func (m *Manager) Observe(account string, balance, amount int64) {
 		v.(*lease).observe(balance)
 		return
 	}
+	if !m.busy(account) {
+		return
+	}
 	l := newLease(m, account, balance, amount)
 	if _, loaded := m.leases.LoadOrStore(account, l); loaded {
 		return
 	}
 	m.started.Do(m.start)
 	m.kick(l)
+}
+
+// busy counts a request of the account charged on its own, and reports
+// whether the account asks for leaseAfter of them within a flush: below
+// that rate, a lease would save too few store calls to pay for its own.
+func (m *Manager) busy(account string) bool {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w := m.seen[account]
+	switch {
+	case w == nil:
+		if len(m.seen) >= maxSeen {
+			clear(m.seen)
+		}
+		w = &window{start: now}
+		m.seen[account] = w
+	case now.Sub(w.start) > m.cfg.Flush:
+		w.start, w.n = now, 0
+	}
+	if w.n++; w.n < leaseAfter {
+		return false
+	}
+	delete(m.seen, account)
+	return true
+}
+
+// window counts an account's requests charged on their own since start.
+type window struct {
+	start time.Time
+	n     int
 }
 
 // Drain gives back at once what this gateway's lease on the account does
