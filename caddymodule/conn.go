@@ -71,7 +71,7 @@ func (c *heldConn) CloseWrite() error {
 // price the connection it returns is metered in both directions, and the
 // client bytes the server had already read come first through it.
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(w.ResponseWriterWrapper).Hijack()
+	conn, brw, err := http.NewResponseController(&w.ResponseWriterWrapper).Hijack()
 	if err != nil || w.meter == nil {
 		return conn, brw, err
 	}

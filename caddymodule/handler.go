@@ -18,7 +18,6 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/tollgate-dev/tollgate/auth"
-	"github.com/tollgate-dev/tollgate/lease"
 	"github.com/tollgate-dev/tollgate/meter"
 	"github.com/tollgate-dev/tollgate/pricing"
 )
@@ -138,7 +137,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	rw := &responseWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, charged: "0"}
+	rw := &responseWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, charged: "0"}
 	if !ok {
 		countFree.Inc()
 		caddyhttp.SetVar(r.Context(), "tollgate.charged", 0)
@@ -148,251 +147,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// The store stays open for this request even if a config reload
 	// lets go of it meanwhile.
 	defer h.app.store.Use()()
-	if price.compound != nil {
-		return h.serveHeld(rw, r, next, account, price)
-	}
 	// Money moves on a context the client cannot cancel: a disconnect never
 	// leaves an outcome unknown.
 	ctx := context.WithoutCancel(r.Context())
-	p, err := h.pay(ctx, r, account, price)
-	rw.op = p.op
-	caddyhttp.SetVar(r.Context(), "tollgate.op", p.op)
-	if err != nil {
-		if forward, err := h.refused(w, r, p.op, err); !forward {
-			return err
-		}
-		return next.ServeHTTP(rw, r)
-	}
-	if p.ticket != nil {
-		defer p.ticket.Done()
+	var p payer
+	if price.compound != nil {
+		p, err = h.hold(ctx, rw, r, account, price)
 	} else {
-		tokensCharged.Add(float64(p.amount))
+		p, err = h.pay(ctx, rw, r, account, price)
 	}
-	countPaid.Inc()
-	rw.charged = strconv.FormatInt(p.amount, 10)
-	rw.balance = strconv.FormatInt(p.balance, 10)
-	// Once the request is forwarded, the vars map must not be written: the
-	// proxy's transport reads it from other goroutines. These values change
-	// in place instead.
-	charged, balance := new(liveAmount), new(liveAmount)
-	charged.Store(p.amount)
-	balance.Store(p.balance)
-	caddyhttp.SetVar(r.Context(), "tollgate.charged", charged)
-	caddyhttp.SetVar(r.Context(), "tollgate.balance", balance)
-
-	// A refund known before the headers go out shows in them.
-	refund := func(status int) {
-		if !h.refundOn.status(status) {
-			return
-		}
-		if after, ok := h.giveBack(ctx, account, p); ok {
-			rw.charged, rw.balance = "0", strconv.FormatInt(after, 10)
-			charged.Store(0)
-			balance.Store(after)
-		}
-	}
-	rw.onHeader = refund
-	defer func() {
-		// An upstream that fails after the headers went out aborts the
-		// response with a panic; a client that left is not refunded.
-		if v := recover(); v != nil {
-			switch {
-			case v == http.ErrAbortHandler && h.refundOn.aborted && r.Context().Err() == nil:
-				h.giveBack(ctx, account, p)
-			case v != http.ErrAbortHandler && !rw.wroteHeader:
-				// Any other panic before the headers is a 500.
-				refund(http.StatusInternalServerError)
-			}
-			panic(v)
-		}
-	}()
-	err = next.ServeHTTP(rw, r)
-	if !rw.wroteHeader {
-		if err == nil {
-			rw.WriteHeader(http.StatusOK)
-			return nil
-		}
-		// Caddy writes the error's status with the headers set now. A
-		// client that left is not refunded, whatever status that gave.
-		if r.Context().Err() == nil {
-			refund(errorStatus(err))
-		}
-		rw.setHeaders(w.Header())
-	}
-	return err
-}
-
-// payment is a request's payment of a per-request price: a charge of its
-// own, or a ticket of a lease.
-type payment struct {
-	op      string
-	amount  int64
-	balance int64         // what the caller can still spend after it
-	ticket  *lease.Ticket // nil for a charge of its own
-}
-
-// pay pays a per-request price up front: from the account's lease when it
-// has one that can pay it, otherwise with a charge of its own. A charge
-// refused for the balance while tokens are held waits for lease holders to
-// give theirs back before it is refused. A charge that a lease would have
-// paid has the account leased for the requests that follow.
-func (h *Handler) pay(ctx context.Context, r *http.Request, account string, price *Price) (payment, error) {
-	route := price.route(r)
-	leases := h.app.leases
-	if leases != nil {
-		if t, ok := leases.Take(account, r.Method, route, price.Amount); ok {
-			return payment{op: t.Op(), amount: price.Amount, balance: t.Balance(), ticket: &t}, nil
-		}
-	}
-	c := meter.Charge{
-		Account: account,
-		Op:      newOp('c'),
-		Amount:  price.Amount,
-		Method:  r.Method,
-		Route:   route,
-		Bonus:   h.app.SignupBonus,
-	}
-	var receipt meter.Receipt
-	charge := func() (err error) {
-		start := time.Now()
-		receipt, err = h.app.store.Charge(ctx, c)
-		observeSince(storeCharge, start)
+	if p == nil {
 		return err
 	}
-	err := charge()
-	var short *meter.InsufficientError
-	if leases != nil && errors.As(err, &short) && short.Held > 0 {
-		err = leases.Drain(ctx, account, charge)
-	}
-	if leases != nil && err == nil {
-		leases.Observe(account, receipt.Balance, price.Amount)
-	}
-	return payment{op: c.Op, amount: receipt.Amount, balance: receipt.Balance}, err
-}
-
-// giveBack gives a payment back for a refund_on outcome, and reports the
-// caller's balance after it when it is known now.
-func (h *Handler) giveBack(ctx context.Context, account string, p payment) (int64, bool) {
-	if p.ticket != nil {
-		p.ticket.Unpay()
-		return p.balance + p.amount, true
-	}
-	r, ok := h.refund(ctx, account, p.op, p.amount)
-	return r.Balance, ok
-}
-
-// serveHeld meters a request under a compound price: it holds the up-front
-// amount, forwards the request, meters the response against the hold, and
-// settles exactly once, whatever way the request ends.
-func (h *Handler) serveHeld(rw *responseWriter, r *http.Request, next caddyhttp.Handler, account string, price *Price) error {
-	w := rw.ResponseWriterWrapper.ResponseWriter
-	c := price.compound
-	// A body of unknown length (chunked), and what a client sends over an
-	// upgraded connection, are metered as they pass; a body with a
-	// Content-Length is paid up front.
-	reqBytes := max(r.ContentLength, 0)
-	if c.RequestBytes != nil && (r.ContentLength < 0 || isUpgrade(r)) {
-		reqBytes = -1
-	}
-	maxHold, minHold, err := c.UpFront(reqBytes)
-	if err != nil {
-		w.Header().Set("Tollgate-Charged", "0")
-		return writeProblem(w, r, priceTooLarge())
-	}
-	if maxHold == 0 {
-		// Only the bytes of a body that is empty: nothing to pay.
-		countFree.Inc()
-		caddyhttp.SetVar(r.Context(), "tollgate.charged", 0)
-		return next.ServeHTTP(rw, r)
-	}
-	fixed := minHold // less the first unit of each metered flow
-	if c.ResponseBytes != nil {
-		fixed -= c.ResponseBytes.Amount
-	}
-	if reqBytes < 0 {
-		fixed -= c.RequestBytes.Amount
-	}
-	op := newOp('h')
-	rw.op = op
-	caddyhttp.SetVar(r.Context(), "tollgate.op", op)
-	ctx := context.WithoutCancel(r.Context())
-	start := time.Now()
-	receipt, err := h.app.store.Hold(ctx, meter.Hold{
-		Account: account,
-		Op:      op,
-		Max:     maxHold,
-		Min:     minHold,
-		TTL:     h.app.holdExpiry(),
-		Method:  r.Method,
-		Route:   price.route(r),
-		Bonus:   h.app.SignupBonus,
-	})
-	observeSince(storeHold, start)
-	if err != nil {
-		if forward, err := h.refused(w, r, op, err); !forward {
-			return err
-		}
-		// Unbilled, but the usage report still stays with the gateway.
-		if u := c.Usage; u != nil {
-			rw.onHeader = func(int) { delete(rw.Header(), u.Header); unannounce(rw.Header(), u.Header) }
-			defer func() { stripTrailer(w.Header(), u.Header) }()
-		}
-		return next.ServeHTTP(rw, r)
-	}
-	countPaid.Inc()
-	hr := newHeld(ctx, h, c, account, op, receipt, fixed, reqBytes, start)
-	caddyhttp.SetVar(r.Context(), "tollgate.charged", hr.charged)
-	caddyhttp.SetVar(r.Context(), "tollgate.balance", hr.balanceVar)
-	rw.meter, rw.head = hr, r.Method == http.MethodHead
-	rw.onHeader = func(status int) { hr.header(rw, status) }
-	if reqBytes < 0 {
-		r.Body = &heldBody{ReadCloser: r.Body, hr: hr}
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			// An abort settles what was delivered; refund_on error releases
-			// the hold when the upstream failed, not when the client left
-			// or Tollgate cut the response off. Any other panic before the
-			// headers is a 500.
-			status := 0
-			if p != http.ErrAbortHandler && !rw.wroteHeader {
-				status = http.StatusInternalServerError
-			}
-			hr.end(w.Header(), status, p == http.ErrAbortHandler && r.Context().Err() == nil && !hr.isCutOff())
-			panic(p)
-		}
-	}()
-	err = next.ServeHTTP(rw, r)
-	if !rw.wroteHeader && hr.cutInBody() {
-		return hr.refuseUpload(w, r)
-	}
-	if r.Context().Err() != nil {
-		// The client left; reverse_proxy may still report a 502 or 504.
-		hr.failedByClient()
-	}
-	status := 0
-	if !rw.wroteHeader {
-		if err == nil {
-			rw.WriteHeader(http.StatusOK)
-		} else {
-			status = errorStatus(err)
-		}
-	}
-	hr.end(w.Header(), status, false)
-	if status != 0 {
-		// Caddy writes the error's status with the headers set now.
-		rw.charged = hr.charged.String()
-		rw.held = "0"
-		rw.balance = hr.balanceVar.String()
-		rw.setHeaders(w.Header())
-	}
-	if hr.isCutOff() {
-		// A cut-off must break the connection, also when the handler
-		// returned normally: the end of a chunked response would otherwise
-		// tell the client it has it all.
-		panic(http.ErrAbortHandler)
-	}
-	return err
+	return forward(rw, r, next, p)
 }
 
 // refused answers a request whose up-front charge or hold failed, and

@@ -22,7 +22,26 @@ import (
 // the handler's goroutine.
 var errCutOff = errors.New("response cut off: the next block could not be held")
 
-// holdState is where a held request stands.
+// holdState is where a held request's hold stands. Its transitions, each
+// made under held.mu:
+//
+//	open     -> settled   settle: the response ended (or reached its
+//	                      Content-Length, or its usage header came), or it
+//	                      was cut off; a settle the store could not take now
+//	                      is retried in the background and counts as made
+//	open     -> released  release: refund_on lists the status or the abort
+//	open     -> gone      an extension, renewal or settle found the hold
+//	                      expired, released or cancelled in the store
+//	open     -> unbilled  an extension failed under on_store_error allow
+//	unbilled -> settled   settle charges what the hold covered
+//	unbilled -> released  release, as from open
+//
+// settled, released and gone are final. Besides its state, a held request
+// records what it learned on the way: that Tollgate cut it off (cutOff, and
+// uploadCut when in the request body), that the balance ran out (short),
+// that the client broke it (clientFailed), that no more blocks may be held
+// after a failed renewal (noMore), the usage report (usageKnown, usageBad,
+// reported, trailer), and that end has run (ended).
 type holdState uint8
 
 const (
@@ -416,16 +435,25 @@ func (hr *held) report(values []string) {
 }
 
 // end settles the request when its handler has returned or panicked, unless
-// it was settled or released already. status is the error's status when no
-// response was written, 0 otherwise. refundable reports an abort that
-// refund_on error covers: not the client leaving, not a cut-off. A status
-// the client caused (it left, or its body broke) is never refunded.
-func (hr *held) end(h http.Header, status int, refundable bool) {
+// it was settled or released already, and sets the values of Tollgate's
+// headers on w for a response not written yet. An outcome the client caused
+// (it left, or its body broke) is never refunded.
+func (hr *held) end(w *responseWriter, o outcome) {
+	if o.clientGone {
+		// reverse_proxy may still report a 502 or 504 for it.
+		hr.failedByClient()
+	}
 	hr.mu.Lock()
 	defer hr.mu.Unlock()
+	if o.status != 0 {
+		defer func() {
+			w.charged, w.held, w.balance = hr.charged.String(), "0", hr.balanceVar.String()
+		}()
+	}
 	if hr.ended {
 		return
 	}
+	h, status, refundable := w.Header(), o.status, o.aborted
 	hr.ended = true
 	hr.timer.Stop()
 	if u := hr.price.Usage; u != nil {

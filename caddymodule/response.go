@@ -13,11 +13,12 @@ import (
 // price it also meters the body: no byte goes out that the hold does not
 // pay for.
 type responseWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	caddyhttp.ResponseWriterWrapper
 	charged, balance, op, held string
 
-	// onHeader runs with the status just before the headers go out.
-	onHeader    func(status int)
+	// payer, when the request is paid, runs with the status just before
+	// the headers go out.
+	payer       payer
 	wroteHeader bool
 
 	// meter is the hold of a request under a compound price, or nil.
@@ -43,8 +44,8 @@ func (w *responseWriter) WriteHeader(status int) {
 		return
 	}
 	w.wroteHeader = true
-	if w.onHeader != nil {
-		w.onHeader(status)
+	if w.payer != nil {
+		w.payer.header(w, status)
 	}
 	w.setHeaders(w.Header())
 	w.ResponseWriterWrapper.WriteHeader(status)
@@ -128,19 +129,21 @@ func dropTollgateHeaders(h http.Header) {
 	}
 }
 
-// setHeaders drops every tollgate-* header and sets Tollgate's own.
+// setHeaders drops every tollgate-* header and sets Tollgate's own, their
+// values in one allocation.
 func (w *responseWriter) setHeaders(h http.Header) {
 	dropTollgateHeaders(h)
-	h.Set("Tollgate-Charged", w.charged)
-	if w.held != "" {
-		h.Set("Tollgate-Held", w.held)
+	values := make([]string, 0, 4)
+	set := func(name, value string) {
+		if value != "" {
+			values = append(values, value)
+			h[name] = values[len(values)-1 : len(values) : len(values)]
+		}
 	}
-	if w.balance != "" {
-		h.Set("Tollgate-Balance", w.balance)
-	}
-	if w.op != "" {
-		h.Set("Tollgate-Op", w.op)
-	}
+	set("Tollgate-Charged", w.charged)
+	set("Tollgate-Held", w.held)
+	set("Tollgate-Balance", w.balance)
+	set("Tollgate-Op", w.op)
 }
 
 // FlushError writes the headers first, as a 200, if they have not gone out,
@@ -149,11 +152,11 @@ func (w *responseWriter) FlushError() error {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	return http.NewResponseController(w.ResponseWriterWrapper).Flush()
+	return http.NewResponseController(&w.ResponseWriterWrapper).Flush()
 }
 
 // Unwrap returns the underlying writer, for http.ResponseController.
-func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriterWrapper }
+func (w *responseWriter) Unwrap() http.ResponseWriter { return &w.ResponseWriterWrapper }
 
 // Interface guards
 var (
