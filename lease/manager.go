@@ -99,8 +99,8 @@ type Manager struct {
 
 	mu   sync.Mutex
 	seen map[string]*window // accounts charged on their own, towards a lease
-	done    chan struct{}
-	once    sync.Once
+	done chan struct{}
+	once sync.Once
 }
 
 // New returns a Manager that leases from store. It starts its flush loop
