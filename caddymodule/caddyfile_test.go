@@ -138,6 +138,16 @@ func TestGlobalOptionErrors(t *testing.T) {
 		{"ledger_retention 0", "at least 1"},
 		{"on_store_error maybe", "deny or allow"},
 		{"colour blue", `unknown tollgate option "colour"`},
+		{"lease on", `lease takes off or a block, not "on"`},
+		{"lease off now", "wrong argument count"},
+		{"lease {\n\t\t\tsize 0\n\t\t}", "lease size must be auto or a positive integer"},
+		{"lease {\n\t\t\tsize -5\n\t\t}", "lease size must be auto or a positive integer"},
+		{"lease {\n\t\t\tsize 1e3\n\t\t}", "lease size must be auto or a positive integer"},
+		{"lease {\n\t\t\tsize\n\t\t}", "wrong argument count"},
+		{"lease {\n\t\t\tflush soon\n\t\t}", "bad duration"},
+		{"lease {\n\t\t\tmin_balance -1\n\t\t}", "not an integer"},
+		{"lease {\n\t\t\tmin_balance 10 20\n\t\t}", "wrong argument count"},
+		{"lease {\n\t\t\tstrategy greedy\n\t\t}", `unknown lease option "strategy"`},
 	} {
 		_, err := adapt(t, site(c.globals, "respond ok"))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -260,6 +270,9 @@ func TestProvisionErrors(t *testing.T) {
 		{"hold_expiry 367d\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "hold_expiry must be at most"},
 		{"store redis {env.TOLLGATE_TEST_EMPTY}\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "url is empty"},
 		{"store redis {\n\t\t\turl redis://h:1/0\n\t\t\tprefix a{b\n\t\t}\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "braces"},
+		{"lease {\n\t\t\tflush 0.5ms\n\t\t}\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "lease flush must be between 1ms and 1m0s"},
+		{"lease {\n\t\t\tflush 2m\n\t\t}\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "lease flush must be between"},
+		{"hold_expiry 10s\n\t\tlease {\n\t\t\tflush 3s\n\t\t}\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "at most a quarter of hold_expiry"},
 	} {
 		err := validate(t, site(c.globals, c.body+"\nrespond ok"))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -271,10 +284,38 @@ func TestProvisionErrors(t *testing.T) {
 		{hmac, "tollgate 1"},
 		{"account {http.auth.user.id}", "tollgate 1\ntollgate_account /account/*"},
 		{"jwt {\n\t\t\tjwks https://idp.example/jwks.json {\n\t\t\t\trefresh 10m\n\t\t\t\twait 100ms\n\t\t\t\ttimeout 2s\n\t\t\t}\n\t\t\tissuer i\n\t\t\taudience a\n\t\t}", "tollgate 1"},
+		{"lease off" + hmac, "tollgate 1"},
+		{"lease {\n\t\t\tsize auto\n\t\t\tflush 2500ms\n\t\t\tmin_balance 0\n\t\t}\n\t\thold_expiry 10s" + hmac, "tollgate 1"},
 		{"hold_expiry 10s" + hmac, "tollgate {\n\tprice * {\n\t\trequest 1\n\t\trequest_bytes 1 per 1KiB\n\t\tresponse_bytes 2 per 1MiB\n\t\tusage_header X-Tokens 1 reserve 4000\n\t\thold_block 4MiB\n\t}\n}"},
 	} {
 		if err := validate(t, site(good.globals, good.body+"\nrespond ok")); err != nil {
 			t.Errorf("a good config %q: %v", good.body, err)
+		}
+	}
+}
+
+func TestLeaseOption(t *testing.T) {
+	for _, c := range []struct{ globals, want string }{
+		{"lease off", `{"off":true}`},
+		{"lease {\n\t\t\tsize 500\n\t\t\tflush 50ms\n\t\t\tmin_balance 0\n\t\t}", `{"size":500,"flush":50000000,"min_balance":0}`},
+		{"lease {\n\t\t\tsize auto\n\t\t}", `{}`},
+	} {
+		js, err := adapt(t, site(c.globals, "respond ok"))
+		if err != nil {
+			t.Fatalf("%q: %v", c.globals, err)
+		}
+		var cfg struct {
+			Apps struct {
+				Tollgate struct {
+					Lease json.RawMessage `json:"lease"`
+				} `json:"tollgate"`
+			} `json:"apps"`
+		}
+		if err := json.Unmarshal(js, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(cfg.Apps.Tollgate.Lease); got != c.want {
+			t.Errorf("%q adapts to %s, want %s", c.globals, got, c.want)
 		}
 	}
 }
