@@ -192,7 +192,9 @@ func (u unpaid) end(w *responseWriter, _ outcome) {
 
 // hold holds a compound price's up-front amount for a request: the payer
 // then meters the request's bytes against the hold. A price whose up-front
-// amount is 0 (request bytes only, of an empty body) is free.
+// amount is 0 (request bytes only, of an empty body) is free. A hold refused
+// for the balance while tokens are held waits for lease holders to give
+// theirs back before it is refused, as a charge does.
 func (h *Handler) hold(ctx context.Context, rw *responseWriter, r *http.Request, account string, price *Price) (payer, error) {
 	w := rw.ResponseWriterWrapper.ResponseWriter
 	c := price.compound
@@ -221,8 +223,7 @@ func (h *Handler) hold(ctx context.Context, rw *responseWriter, r *http.Request,
 		fixed -= c.RequestBytes.Amount
 	}
 	op := newOp('h')
-	start := time.Now()
-	receipt, err := h.app.store.Hold(ctx, meter.Hold{
+	hold := meter.Hold{
 		Account: account,
 		Op:      op,
 		Max:     maxHold,
@@ -231,8 +232,18 @@ func (h *Handler) hold(ctx context.Context, rw *responseWriter, r *http.Request,
 		Method:  r.Method,
 		Route:   price.route(r),
 		Bonus:   h.app.SignupBonus,
-	})
+	}
+	start := time.Now()
+	receipt, err := h.app.store.Hold(ctx, hold)
 	observeSince(storeHold, start)
+	var short *meter.InsufficientError
+	if leases := h.app.leases; leases != nil && errors.As(err, &short) && short.Held > 0 {
+		// Leases give back what they hold before the request is refused.
+		err = leases.Drain(ctx, account, func() (err error) {
+			receipt, err = h.app.store.Hold(ctx, hold)
+			return err
+		})
+	}
 	if err != nil {
 		return h.refusedPayer(rw, r, op, err, c.Usage)
 	}

@@ -275,3 +275,50 @@ func scriptCalls(t *testing.T, srv *redistest.Server) int64 {
 	}
 	return n
 }
+
+// TestLeaseDrainsForHold leases an account through a per-request price,
+// then takes its whole available balance away, so that only the lease holds
+// tokens: a request under a byte price, refused a hold at first, waits for
+// the lease to give its tokens back, and is served.
+func TestLeaseDrainsForHold(t *testing.T) {
+	srv := redistest.Start(t)
+	up := httptestServer(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	g := startGateway(t, srv, `tollgate {
+		price /fixed 1
+		price /bytes {
+			request 5
+			response_bytes 1 per 1KiB
+		}
+	}
+	reverse_proxy `+up, "lease {\n\t\t\tflush 50ms\n\t\t}")
+	g.credit(t, "alice", 2000)
+	tok := token(t, "alice")
+	waitFor(t, "a request paid from a lease", func() bool {
+		for range 10 {
+			resp, body := g.do(t, "GET", "/fixed", tok)
+			expectStatus(t, "a request under a per-request price", resp, body, http.StatusOK)
+			if leaseOp(resp.Header.Get("Tollgate-Op")) {
+				return true
+			}
+		}
+		return false
+	})
+	a := g.account(t, "alice")
+	if a.Held == 0 {
+		t.Fatalf("account %+v: want the lease held", a)
+	}
+	if _, err := g.store.Debit(context.Background(), meter.Transfer{Account: "alice", ID: "take-all", Amount: a.Balance}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	resp, body := g.do(t, "GET", "/bytes", tok)
+	expectStatus(t, "a request under a byte price once only the lease holds tokens", resp, body, http.StatusOK)
+	t.Logf("served after %v", time.Since(start).Round(time.Millisecond))
+	released := false
+	for _, e := range ledgerOf(t, g, "alice") {
+		released = released || e.Kind == meter.KindRelease && e.Detail.Reason == meter.ReasonLease
+	}
+	if !released {
+		t.Error("the lease gave nothing back")
+	}
+}
