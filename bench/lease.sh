@@ -18,9 +18,9 @@
 # runs: CPU µs per request of the gateway, Redis and the upstream processes
 # (/proc/PID/stat), Redis script calls per request (INFO commandstats, eval +
 # evalsha), Redis memory left per request (INFO memory used_memory), and the
-# gateway's RSS next to plain's. Last, the p99 latency each metered variant
-# adds at a lighter load: with wrk2 at half plain's rate where wrk2 is
-# installed, otherwise with plain wrk at half the connections.
+# gateway's RSS next to plain's. Last, the latency each metered variant adds
+# at half load: each variant driven open-loop by bench/rate at half plain's
+# median req/s, its p50 and p99, and its p99 less plain's.
 . "$(dirname "$0")/lib.sh"
 duration=${1:-10s}
 conns=${2:-32}
@@ -29,6 +29,7 @@ accounts=${ACCOUNTS:-1000}
 settle=1.5 # seconds after each run: idle leases close after 10 flushes (1s)
 clk=$(getconf CLK_TCK)
 command -v redis-cli >/dev/null || { echo "bench: redis-cli is missing: apt-get install redis-tools" >&2; exit 1; }
+go build -o "$work/rate" ./bench/rate
 
 memory_port=$(free_port); memory_admin=$(free_port)
 nolease_port=$(free_port); nolease_admin=$(free_port)
@@ -132,23 +133,26 @@ used_memory() {
 ms() { awk -v v="$1" 'BEGIN { u = v; sub(/^[0-9.]+/, "", u); x = v + 0
 	printf "%.3f", (u == "us" ? x / 1000 : u == "ms" ? x : u == "s" ? x * 1000 : u == "m" ? x * 60000 : x) }'; }
 
-# Latency under a lighter load: wrk2 at half of plain's rate if installed,
-# otherwise plain wrk (which has no rate) at half the connections.
-if command -v wrk2 >/dev/null; then half_tool=wrk2; half_conns=$conns; else half_tool=wrk; half_conns=$(( (conns + 1) / 2 )); fi
+# logged I LINE: what the gateway of variant I logged above info level after
+# line LINE of its log (count, level, message), on standard error.
+logged() {
+	echo "  what the gateway logged above info level meanwhile (count, level, message):" >&2
+	tail -n +"$(($2 + 1))" "$work/${logs[$1]}.log" | grep -v '"level":"info"' |
+		sed -n 's/.*"level":"\([a-z]*\)".*"msg":"\([^"]*\)".*/\1 \2/p' | sort | uniq -c | sort -rn | head -5 | sed 's/^/  /' >&2 || true
+}
 
-# measure PHASE WORKLOAD I ROUND CONNS [RATE]: one wrk run of variant I, with
-# the processes' CPU, Redis's script calls and memory read around it (after
+# measure PHASE WORKLOAD I ROUND: one wrk run of variant I, with the
+# processes' CPU, Redis's script calls and memory read around it (after
 # $settle, so that a lease's last flush and its close count). Appends a line
 # to $work/results and prints it.
 measure() {
-	local phase=$1 wl=$2 i=$3 round=$4 c=$5 rate=${6:-}
+	local phase=$1 wl=$2 i=$3 round=$4
 	local name=${names[$i]} port=${ports[$i]} gpid=${gpids[$i]}
-	local out="$work/$phase-$wl-$name-$round.wrk" tool=(wrk)
-	[ -n "$rate" ] && tool=(wrk2 -R "$rate")
+	local out="$work/$phase-$wl-$name-$round.wrk"
 	local g0 r0 u0 e0 m0 n0 l0
 	l0=$(wc -l <"$work/${logs[$i]}.log")
 	g0=$(ticks "$gpid"); r0=$(ticks "$redis_pid"); u0=$(ticks "$pid_upstream"); e0=$(evals); read -r m0 n0 < <(used_memory)
-	"${tool[@]}" -t2 -c"$c" -d"$duration" --latency -s "$work/tokens.lua" "http://127.0.0.1:$port/" -- "$work/$wl.tokens" >"$out"
+	wrk -t2 -c"$conns" -d"$duration" --latency -s "$work/tokens.lua" "http://127.0.0.1:$port/" -- "$work/$wl.tokens" >"$out"
 	sleep "$settle"
 	local g r u e m n rss
 	g=$(( $(ticks "$gpid") - g0 )); r=$(( $(ticks "$redis_pid") - r0 )); u=$(( $(ticks "$pid_upstream") - u0 ))
@@ -163,9 +167,7 @@ measure() {
 	if grep -q "Non-2xx\|Socket errors" "$out"; then
 		echo "bench: $phase $wl $name had errors:" >&2
 		grep "Non-2xx\|Socket errors" "$out" >&2
-		echo "  what the gateway logged above info level meanwhile (count, level, message):" >&2
-		tail -n +"$((l0 + 1))" "$work/${logs[$i]}.log" | grep -v '"level":"info"' |
-			sed -n 's/.*"level":"\([a-z]*\)".*"msg":"\([^"]*\)".*/\1 \2/p' | sort | uniq -c | sort -rn | head -5 | sed 's/^/  /' >&2 || true
+		logged "$i" "$l0"
 	fi
 	echo "$phase $wl $name $round $rps $p50 $p99 $reqs $bad $g $r $u $e $m $n $rss" >>"$work/results"
 	awk -v clk="$clk" -v w="$wl" -v v="$name" -v rd="$round" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v q="$reqs" \
@@ -196,7 +198,7 @@ echo "== runs ($conns connections)"
 for round in $(seq "$rounds"); do
 	for wl in "${workloads[@]}"; do
 		for i in "${!names[@]}"; do
-			measure main "$wl" "$i" "$round" "$conns"
+			measure main "$wl" "$i" "$round"
 		done
 	done
 done
@@ -249,27 +251,45 @@ echo "   (Redis eval+evalsha calls), mem B = growth of Redis used_memory, net B 
 echo "   RSS = the gateway's VmRSS after its last run (plain's is plain Caddy's), and its difference to plain's"
 summary main
 
-echo
-if [ "$half_tool" = wrk2 ]; then
-	echo "== p99 added latency at half load: wrk2 -R at half of plain's median req/s, $half_conns connections, $duration, one run each"
-else
-	echo "== p99 added latency at half load, approximated: no rate-limited load tool is installed (wrk2 is not in Debian; wrk has no"
-	echo "   rate), so each variant ran closed-loop with plain wrk at half the connections ($half_conns instead of $conns), $duration, one run each:"
-	echo "   a lighter load, but each variant still runs as fast as it can, so this is not a fixed half rate"
-fi
-for wl in "${workloads[@]}"; do
-	rate=
-	if [ "$half_tool" = wrk2 ]; then
-		rate=$(awk -v w="$wl" '$1 == "main" && $2 == w && $3 == "plain" { print $5 }' "$work/results" | sort -n |
-			awk '{ a[NR] = $1 } END { m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%d", m / 2 }')
+# half WORKLOAD I RATE: one bench/rate run of variant I, open-loop at RATE
+# req/s over at most $conns connections for $duration, then $settle. Appends
+# "half WORKLOAD VARIANT 1 req/s p50 p99 sent non-2xx errors unsent" to
+# $work/results, and prints the variant's p50, p99 and p99 less plain's (the
+# plain run of the workload goes first).
+half() {
+	local wl=$1 i=$2 rate=$3
+	local name=${names[$i]} out="$work/half-$wl-${names[$i]}.rate" l0
+	l0=$(wc -l <"$work/${logs[$i]}.log")
+	"$work/rate" -rate "$rate" -d "$duration" -c "$conns" -tokens "$work/$wl.tokens" "http://127.0.0.1:${ports[$i]}/" >"$out" 2>"$out.err" ||
+		{ cat "$out.err" >&2; exit 1; }
+	sleep "$settle"
+	local got rps p50 p99 sent bad errs unsent plain
+	# Its line is "rate R sent N non2xx N … p50 Xms …": each name, then its value.
+	got=$(awk '{ for (k = 1; k < NF; k += 2) { v = $(k + 1); sub(/ms$/, "", v); f[$k] = v }
+		print f["rate"], f["p50"], f["p99"], f["sent"], f["non2xx"], f["errors"], f["unsent"] }' "$out")
+	read -r rps p50 p99 sent bad errs unsent <<<"$got"
+	if [ $((bad + errs + unsent)) -gt 0 ]; then
+		echo "bench: half $wl $name had $bad non-2xx answers, $errs errors and $unsent requests left unsent" >&2
+		cat "$out.err" >&2
+		logged "$i" "$l0"
 	fi
+	echo "half $wl $name 1 $rps $p50 $p99 $sent $bad $errs $unsent" >>"$work/results"
+	plain=$(awk -v w="$wl" '$1 == "half" && $2 == w && $3 == "plain" { print $7 }' "$work/results")
+	awk -v w="$wl" -v v="$name" -v r="$rate" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v plain="$plain" -v s="$sent" -v b="$bad" -v e="$errs" -v u="$unsent" 'BEGIN {
+		printf "%-4s %-13s %7d %9.1f %8.3f %8.3f %+13.3f", w, v, r, rps, p50, p99, p99 - plain
+		if (b + e + u) printf "   of %d sent: %d non-2xx, %d errors; %d unsent", s, b, e, u
+		printf "\n" }'
+}
+
+echo
+echo "== p99 added latency at half load: bench/rate sends open-loop at half of plain's median req/s above, over at most $conns"
+echo "   connections, $duration, one run each; each request's latency counts from when it was due (coordinated omission"
+echo "   corrected), so a variant that falls behind shows it; target = the rate asked, req/s = the rate sent; p99 - plain's in ms"
+printf '%-4s %-13s %7s %9s %8s %8s %13s\n' "" variant "target" "req/s" "p50 ms" "p99 ms" "p99 - plain's"
+for wl in "${workloads[@]}"; do
+	rate=$(awk -v w="$wl" '$1 == "main" && $2 == w && $3 == "plain" { print $5 }' "$work/results" | sort -n |
+		awk '{ a[NR] = $1 } END { m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%d", m / 2 }')
 	for i in "${!names[@]}"; do
-		measure half "$wl" "$i" 1 "$half_conns" $rate
+		half "$wl" "$i" "$rate"
 	done
 done
-echo
-printf '%-4s %-13s %9s %9s %14s\n' "" variant "req/s" "p99 ms" "p99 - plain's"
-awk '$1 == "half" {
-	if ($3 == "plain") plain[$2] = $7
-	printf "%-4s %-13s %9.0f %9.2f %+11.2f ms\n", $2, $3, $5, $7, $7 - plain[$2]
-}' "$work/results"
