@@ -280,12 +280,18 @@ func (h *Handler) price(r *http.Request) (*Price, bool, error) {
 	return nil, false, nil
 }
 
-// route is what the ledger records of the price: its name, or the path.
+// route is what the ledger records of the price: its name, or the path (at
+// most meter.MaxLabel bytes of it).
 func (p *Price) route(r *http.Request) string {
 	if p.Route != "" {
 		return p.Route
 	}
-	return r.URL.Path
+	return label(r.URL.Path)
+}
+
+// label cuts a method or path the client chose to what the ledger records.
+func label(s string) string {
+	return s[:min(len(s), meter.MaxLabel)]
 }
 
 // newOp returns a new op id: 128 random bits, and the step suffix of a

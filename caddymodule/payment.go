@@ -20,10 +20,10 @@ import (
 // give theirs back before it is refused. It returns the payer, or nil when
 // the request was answered instead (err is then what to return).
 func (h *Handler) pay(ctx context.Context, rw *responseWriter, r *http.Request, account string, price *Price) (payer, error) {
-	route := price.route(r)
+	route, method := price.route(r), label(r.Method)
 	leases := h.app.leases
 	if leases != nil {
-		if t, ok := leases.Take(account, r.Method, route, price.Amount); ok {
+		if t, ok := leases.Take(account, method, route, price.Amount); ok {
 			countPaid.Inc()
 			l := &leased{t: t}
 			h.paid(&l.perRequest, rw, r, t.Op(), price.Amount, t.Balance())
@@ -34,7 +34,7 @@ func (h *Handler) pay(ctx context.Context, rw *responseWriter, r *http.Request, 
 		Account: account,
 		Op:      newOp('c'),
 		Amount:  price.Amount,
-		Method:  r.Method,
+		Method:  method,
 		Route:   route,
 		Bonus:   h.app.SignupBonus,
 	}
@@ -229,7 +229,7 @@ func (h *Handler) hold(ctx context.Context, rw *responseWriter, r *http.Request,
 		Max:     maxHold,
 		Min:     minHold,
 		TTL:     h.app.holdExpiry(),
-		Method:  r.Method,
+		Method:  label(r.Method),
 		Route:   price.route(r),
 		Bonus:   h.app.SignupBonus,
 	}

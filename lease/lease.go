@@ -1,6 +1,8 @@
 package lease
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"math"
 	"slices"
@@ -34,19 +36,25 @@ type lease struct {
 	busy     bool         // a store call is in flight
 	call     *meter.Lease // the call to send again until its outcome is known
 	seq      int64        // the last call made
+	applied  int64        // the last call the store acknowledged
 	epochOp  string       // the op that the next call's charges carry
 	avail    int64
 	tickets  int64 // requests that hold a ticket of this lease
 	spent    map[tally]*meter.LeaseCharge
 	refunds  map[int64]*meter.LeaseRefund // by the call that charged them
 	balance  int64                        // the store's available balance, as last seen
-	lastAck  time.Time                    // when the last acknowledged call was sent
+	lastAck  time.Time                    // when the last acknowledged call was first sent
+	callSent time.Time                    // when the call in flight was first sent
 	started  time.Time                    // when the first call was first sent
 	lastFill time.Time                    // when the rate was last measured
 	lastAsk  time.Time                    // when a request last asked the lease to pay
 	asked    int64                        // tokens asked of the lease since lastFill, paid or not
 	rate     float64                      // tokens asked per second, smoothed
 	largest  int64                        // the largest price asked of it
+
+	smu       sync.Mutex
+	queue     []salvaged // calls a closed lease sends in the background, in order
+	salvaging bool       // a background retry sends them
 }
 
 // maxTallies bounds the charge entries of one call: the methods and routes
@@ -83,6 +91,10 @@ func (l *lease) take(method, route string, amount int64) (t Ticket, ok, grow boo
 	}
 	if l.avail < amount {
 		return Ticket{}, false, !l.busy && time.Since(l.lastFill) >= l.m.cfg.Flush/8
+	}
+	if len(method) > meter.MaxLabel || len(route) > meter.MaxLabel {
+		// The store would refuse the call that charges it.
+		return Ticket{}, false, false
 	}
 	k := tally{method, route}
 	ch := l.spent[k]
@@ -167,7 +179,7 @@ func (l *lease) plan() (meter.Lease, bool) {
 	}
 	l.seq = c.Seq
 	l.epochOp = meter.EpochOp(l.op, l.seq+1)
-	l.call, l.busy = &c, true
+	l.call, l.busy, l.callSent = &c, true, time.Now()
 	return c, true
 }
 
@@ -181,11 +193,7 @@ func (l *lease) fill(c *meter.Lease) {
 		return strings.Compare(a.Method+" "+a.Route, b.Method+" "+b.Route)
 	})
 	clear(l.spent)
-	for _, rf := range l.refunds {
-		c.Refunds = append(c.Refunds, *rf)
-	}
-	slices.SortFunc(c.Refunds, func(a, b meter.LeaseRefund) int { return int(a.Seq - b.Seq) })
-	clear(l.refunds)
+	c.Refunds = l.takeRefunds()
 
 	now := time.Now()
 	quiet := now.Sub(l.lastAsk) >= idleFlushes*l.m.cfg.Flush
@@ -217,16 +225,35 @@ func (l *lease) fill(c *meter.Lease) {
 	}
 }
 
-// worth reports that c does something the lease needs now: it takes the
-// lease, charges or refunds, resizes or closes it, or renews it in time.
-func (l *lease) worth(c meter.Lease) bool {
-	return c.Seq == 1 || len(c.Charges) > 0 || len(c.Refunds) > 0 || c.Grow > 0 || c.Shrink > 0 || c.Close ||
-		time.Since(l.lastAck) >= l.m.cfg.TTL/4
+// takeRefunds takes the refunds that wait for the lease's next call, the
+// oldest first, at most as many as a call takes. Called with mu held.
+func (l *lease) takeRefunds() []meter.LeaseRefund {
+	var refunds []meter.LeaseRefund
+	for _, rf := range l.refunds {
+		refunds = append(refunds, *rf)
+	}
+	slices.SortFunc(refunds, func(a, b meter.LeaseRefund) int { return cmp.Compare(a.Seq, b.Seq) })
+	refunds = refunds[:min(len(refunds), meter.MaxLeaseParts)]
+	for _, rf := range refunds {
+		delete(l.refunds, rf.Seq)
+	}
+	return refunds
 }
 
-// acked records the outcome of call c, sent at sent, and reports whether
-// the lease is closed and leaves its Manager.
-func (l *lease) acked(c meter.Lease, r meter.LeaseReceipt, err error, sent time.Time) bool {
+// worth reports that c does something the lease needs now: it takes the
+// lease, charges or refunds, resizes or closes it, or renews it in time.
+// A lease that holds unspent tokens calls every flush all the same, so that
+// it learns within a flush that the account is draining.
+func (l *lease) worth(c meter.Lease) bool {
+	return c.Seq == 1 || len(c.Charges) > 0 || len(c.Refunds) > 0 || c.Grow > 0 || c.Shrink > 0 || c.Close ||
+		time.Since(l.lastAck) >= l.m.cfg.TTL/4 || l.avail > 0 && time.Since(l.lastAck) >= l.m.cfg.Flush
+}
+
+// acked records the outcome of call c, and reports whether the lease is
+// closed and leaves its Manager. A lease that closes while refunds wait for
+// it, or with a call whose refunds did not apply, hands them to the store's
+// background retries, as calls of refunds alone.
+func (l *lease) acked(c meter.Lease, r meter.LeaseReceipt, err error) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.busy = false
@@ -234,16 +261,20 @@ func (l *lease) acked(c meter.Lease, r meter.LeaseReceipt, err error, sent time.
 	var short *meter.InsufficientError
 	switch {
 	case err == nil:
-		l.call = nil
-		l.lastAck, l.balance, l.draining = sent, r.Balance, r.Draining
+		l.call, l.applied = nil, c.Seq
+		// A call sent again counts from when it was first sent: the store
+		// may have applied it then.
+		l.lastAck, l.balance = l.callSent, r.Balance
+		l.draining = l.draining || r.Draining
 		l.open = true
 		l.avail += r.Added
 		if c.Close {
-			l.close(0)
+			l.close(0, nil, nil)
 		}
 	case errors.Is(err, meter.ErrUnavailable):
 		// Its outcome is unknown: the same call goes again. A lease that
-		// the store cannot have kept is given up.
+		// the store cannot have kept is given up, and the call is sent
+		// again in the background until its outcome is known.
 		since := l.lastAck
 		if l.seq == 1 {
 			since = l.started
@@ -251,25 +282,28 @@ func (l *lease) acked(c meter.Lease, r meter.LeaseReceipt, err error, sent time.
 		if time.Since(since) >= l.m.cfg.TTL {
 			log.Error("lease not acknowledged before it expired; giving it up",
 				zap.String("op", l.op), zap.Error(err))
-			l.close(charged(c))
+			l.close(charged(c), &c, nil)
 		}
 	case errors.As(err, &short):
 		// The first call found too little to lease.
-		l.close(0)
+		l.close(0, nil, nil)
 	case errors.Is(err, meter.ErrGone), errors.Is(err, meter.ErrNotFound), errors.Is(err, meter.ErrCancelled):
 		log.Warn("lease gone from the store: what it spent since its last call is not charged",
 			zap.String("op", l.op), zap.Int64("tokens", charged(c)))
-		l.close(charged(c))
+		l.close(charged(c), nil, c.Refunds)
 	default:
 		log.Error("lease call refused", zap.String("op", l.op), zap.Error(err))
-		l.close(charged(c))
+		l.close(charged(c), nil, c.Refunds)
 	}
 	return l.closed
 }
 
-// close closes the lease, reporting lost tokens: those of call c and those
-// spent since, which will never be charged. Called with mu held.
-func (l *lease) close(lost int64) {
+// close closes the lease, reporting lost tokens: those of its last call and
+// those spent since, which will never be charged. The refunds of a call
+// that did not apply, and those still waiting, go to the store's
+// background retries; so does unknown, a call whose outcome is not known,
+// first. Called with mu held.
+func (l *lease) close(lost int64, unknown *meter.Lease, refunds []meter.LeaseRefund) {
 	l.closed, l.closing, l.call = true, true, nil
 	for _, ch := range l.spent {
 		lost += ch.Amount
@@ -278,6 +312,78 @@ func (l *lease) close(lost int64) {
 	l.avail = 0
 	if lost > 0 && l.m.cfg.Lost != nil {
 		l.m.cfg.Lost(lost)
+	}
+	for len(l.refunds) > 0 {
+		refunds = append(refunds, l.takeRefunds()...)
+	}
+	if unknown != nil || len(refunds) > 0 {
+		l.salvage(unknown, refunds)
+	}
+}
+
+// salvage sends, in the background until the store acknowledges them, a
+// call whose outcome is unknown, then the refunds of a closed lease, as
+// calls of refunds alone, each with the next sequence number, in order.
+// Called with mu held.
+func (l *lease) salvage(unknown *meter.Lease, refunds []meter.LeaseRefund) {
+	var calls []salvaged
+	if unknown != nil {
+		calls = append(calls, salvaged{call: *unknown})
+	}
+	for len(refunds) > 0 {
+		n := min(len(refunds), meter.MaxLeaseParts)
+		l.seq++
+		calls = append(calls, salvaged{call: meter.Lease{Account: l.account, Op: l.op, Seq: l.seq, TTL: l.m.cfg.TTL, Refunds: refunds[:n]}})
+		refunds = refunds[n:]
+	}
+	if unknown != nil && len(unknown.Refunds) > 0 {
+		// Its refunds, should it turn out not to have applied.
+		l.seq++
+		calls = append(calls, salvaged{call: meter.Lease{Account: l.account, Op: l.op, Seq: l.seq, TTL: l.m.cfg.TTL, Refunds: unknown.Refunds}, ifNot: true})
+	}
+	l.smu.Lock()
+	l.queue = append(l.queue, calls...)
+	start := !l.salvaging
+	l.salvaging = true
+	l.smu.Unlock()
+	if start {
+		l.m.store.Retry(l.sendSalvaged)
+	}
+}
+
+// salvaged is a call that a closed lease sends in the background.
+type salvaged struct {
+	call  meter.Lease
+	ifNot bool // sent only if the call before it did not apply
+}
+
+// sendSalvaged sends the closed lease's calls in order, and returns the
+// error of one whose outcome is still unknown, to be called again.
+func (l *lease) sendSalvaged(ctx context.Context) error {
+	applied := true
+	for {
+		l.smu.Lock()
+		if len(l.queue) == 0 {
+			l.salvaging = false
+			l.smu.Unlock()
+			return nil
+		}
+		s := l.queue[0]
+		l.smu.Unlock()
+		var err error
+		if !s.ifNot || !applied {
+			_, err = l.m.store.Lease(ctx, s.call)
+			if errors.Is(err, meter.ErrUnavailable) {
+				return err
+			}
+			if err != nil && len(s.call.Charges) == 0 {
+				l.m.cfg.Logger.Error("refunds of a closed lease refused", zap.String("op", l.op), zap.Error(err))
+			}
+		}
+		applied = err == nil
+		l.smu.Lock()
+		l.queue = l.queue[1:]
+		l.smu.Unlock()
 	}
 }
 

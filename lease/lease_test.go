@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -213,4 +214,138 @@ func sumOf(t *testing.T, s meter.Store, account, kind, op string) int64 {
 		}
 	}
 	return n
+}
+
+// fakeClock is the memory store's clock, moved only by the test.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// TestLongLabels sends a request whose route is longer than the ledger
+// records: the lease does not pay it, so the store never refuses a call
+// for it, and the lease goes on paying the others.
+func TestLongLabels(t *testing.T) {
+	s := meter.NewMemory(meter.Config{})
+	const account = "dora"
+	if _, err := s.Credit(context.Background(), meter.Transfer{Account: account, ID: "fund", Amount: 10_000}); err != nil {
+		t.Fatal(err)
+	}
+	var lost atomic.Int64
+	m := newManager(t, s, lease.Config{MinBalance: 1000, Lost: func(n int64) { lost.Add(n) }})
+	tk := leasedTicket(t, m, s, account)
+	tk.Done()
+	if _, ok := m.Take(account, "GET", "/"+strings.Repeat("x", meter.MaxLabel), 1); ok {
+		t.Fatal("a lease paid a request whose route the store would refuse")
+	}
+	if _, ok := m.Take(account, strings.Repeat("M", meter.MaxLabel+1), "/y", 1); ok {
+		t.Fatal("a lease paid a request whose method the store would refuse")
+	}
+	other, ok := m.Take(account, "GET", "/y", 1)
+	if !ok {
+		t.Fatal("the lease stopped paying")
+	}
+	other.Done()
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := s.Account(context.Background(), meter.Read{Account: account}); a.Held != 0 || lost.Load() != 0 {
+		t.Errorf("account %+v, %d lost: want nothing held or lost", a, lost.Load())
+	}
+	checkClean(t, s, account)
+}
+
+// TestRefundAfterLeaseGone charges a leased request, then lets the store
+// expire the lease: the request's refund, given back after the gateway
+// found the lease gone, still lands, as a call of refunds alone.
+func TestRefundAfterLeaseGone(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := meter.NewMemory(meter.Config{Now: clock.Now})
+	const account = "erin"
+	if _, err := s.Credit(context.Background(), meter.Transfer{Account: account, ID: "fund", Amount: 10_000}); err != nil {
+		t.Fatal(err)
+	}
+	var lost atomic.Int64
+	m := newManager(t, s, lease.Config{MinBalance: 1000, Lost: func(n int64) { lost.Add(n) }})
+	tk := leasedTicket(t, m, s, account)
+	op := tk.Op()
+	for deadline := time.Now().Add(5 * time.Second); sumOf(t, s, account, meter.KindCharge, op) != 5; runtime() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no charge of 5 under %s within 5s", op)
+		}
+	}
+	clock.advance(time.Hour) // past the lease's TTL on the store's clock
+	for deadline := time.Now().Add(5 * time.Second); ; runtime() {
+		if time.Now().After(deadline) {
+			t.Fatal("the lease was not found gone within 5s")
+		}
+		if _, ok := m.Take(account, "POST", "/y", 5); !ok {
+			break
+		}
+	}
+	tk.Unpay()
+	tk.Done()
+	if got := sumOf(t, s, account, meter.KindRefund, op); got != 5 {
+		t.Errorf("refunds under %s: %d, want 5", op, got)
+	}
+	checkClean(t, s, account)
+}
+
+// TestIdleLeaseDrains has one gateway lease an account with a fixed size,
+// then go quiet, while another gateway's request is refused for the
+// balance: the idle lease learns the account is draining within a flush and
+// gives its tokens back, so the request is paid.
+func TestIdleLeaseDrains(t *testing.T) {
+	s := meter.NewMemory(meter.Config{})
+	const account = "fay"
+	if _, err := s.Credit(context.Background(), meter.Transfer{Account: account, ID: "fund", Amount: 10_000}); err != nil {
+		t.Fatal(err)
+	}
+	a := newManager(t, s, lease.Config{MinBalance: 1000, Size: 2000, Flush: 20 * time.Millisecond})
+	b := newManager(t, s, lease.Config{MinBalance: 1000, Size: 2000, Flush: 20 * time.Millisecond})
+	tk := leasedTicket(t, a, s, account)
+	tk.Done()
+	// A burst of requests leaves the lease's rate high as it goes quiet.
+	for range 200 {
+		if tk, ok := a.Take(account, "POST", "/y", 1); ok {
+			tk.Done()
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); sumOf(t, s, account, meter.KindCharge, tk.Op()) < 100; runtime() {
+		if time.Now().After(deadline) {
+			t.Fatal("the burst was not charged within 5s")
+		}
+	}
+	acct, err := s.Account(context.Background(), meter.Read{Account: account})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Debit(context.Background(), meter.Transfer{Account: account, ID: "take-all", Amount: acct.Balance}); err != nil {
+		t.Fatal(err)
+	}
+	c := meter.Charge{Account: account, Op: "refused-c", Amount: 1}
+	_, err = s.Charge(context.Background(), c)
+	var short *meter.InsufficientError
+	if !errors.As(err, &short) || short.Held == 0 {
+		t.Fatalf("charge: %v, want refused while the lease holds tokens", err)
+	}
+	err = b.Drain(context.Background(), account, func() error {
+		_, err := s.Charge(context.Background(), c)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("after draining: %v, want the request paid from what the lease gave back", err)
+	}
 }

@@ -165,6 +165,11 @@ func (m *Manager) Observe(account string, balance, amount int64) {
 	if _, loaded := m.leases.LoadOrStore(account, l); loaded {
 		return
 	}
+	if m.closing.Load() {
+		// Close may have looked at the leases before this one was there.
+		m.leases.CompareAndDelete(account, l)
+		return
+	}
 	m.started.Do(m.start)
 	m.kick(l)
 }
@@ -316,13 +321,12 @@ func (m *Manager) kick(l *lease) {
 		defer func() { <-m.sem }()
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.TTL/4)
 		defer cancel()
-		sent := time.Now()
 		r, err := m.store.Lease(ctx, c)
 		if m.cfg.Called != nil {
 			m.cfg.Called(r.Charged, err)
 		}
 		switch {
-		case l.acked(c, r, err, sent):
+		case l.acked(c, r, err):
 			m.leases.CompareAndDelete(l.account, l)
 		case r.Draining:
 			// A request waits for what this lease gives back.

@@ -1,8 +1,6 @@
 package lease
 
 import (
-	"go.uber.org/zap"
-
 	"github.com/tollgate-dev/tollgate/meter"
 )
 
@@ -47,9 +45,11 @@ func (t *Ticket) Unpay() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
+	case l.closed && t.seq > l.applied:
+		// The lease closed before a call charged the ticket: nothing was
+		// charged, and Lost counted it.
 	case l.closed:
-		l.m.cfg.Logger.Error("a refund of a lease's charge came after the lease was gone; it is not refunded",
-			zap.String("op", t.op), zap.Int64("tokens", t.amount))
+		l.salvage(nil, []meter.LeaseRefund{{Seq: t.seq, Amount: t.amount, Count: 1}})
 	case t.seq == l.seq+1:
 		// Not charged yet: take it out of what the next call charges.
 		ch := l.spent[t.k]

@@ -48,7 +48,13 @@ func (m *Memory) Lease(ctx context.Context, l Lease) (LeaseReceipt, error) {
 		hold := a.holds[l.Op]
 		switch {
 		case op.state != 'o' || (hold == nil && !op.lease.dormant):
-			return ErrGone
+			if len(l.Charges) > 0 || len(l.Refunds) == 0 || l.Grow > 0 || l.Shrink > 0 || l.Close {
+				return ErrGone
+			}
+			// A closed or expired lease takes refunds alone.
+			var err error
+			r, err = m.refundLapsed(a, now, op, l)
+			return err
 		case hold == nil:
 			hold = &memHold{}
 		}
@@ -152,6 +158,30 @@ func (m *Memory) spendLease(a *memAccount, now int64, op *memOp, hold *memHold, 
 	r.Held = hold.amount
 	r.Balance = a.balance()
 	r.Draining = a.drained > 0 && now-a.drained <= l.Drain.Milliseconds()
+	op.lease.seq, op.lease.last = l.Seq, r
+	return r, nil
+}
+
+// refundLapsed applies a call of refunds alone to a closed or expired
+// lease: it gives back what the lease charged, and leaves it as it was.
+func (m *Memory) refundLapsed(a *memAccount, now int64, op *memOp, l Lease) (LeaseReceipt, error) {
+	var refund int64
+	for _, rf := range l.Refunds {
+		refund += rf.Amount
+	}
+	switch {
+	case refund > op.lease.charged-op.lease.refunded:
+		return LeaseReceipt{}, invalid("refunds exceed what the lease charged")
+	case a.refunded+refund > MaxAmount:
+		return LeaseReceipt{}, invalid("refunded total would exceed 2^53-1")
+	}
+	for _, rf := range l.Refunds {
+		a.refunded += rf.Amount
+		a.add(m.config(), now, Entry{Kind: KindRefund, Amount: rf.Amount, Op: EpochOp(l.Op, rf.Seq),
+			Detail: Detail{Reason: ReasonRefundOn, Count: rf.Count}})
+	}
+	op.lease.refunded += refund
+	r := LeaseReceipt{Refunded: refund, Balance: a.balance()}
 	op.lease.seq, op.lease.last = l.Seq, r
 	return r, nil
 }

@@ -169,7 +169,9 @@ type Extend struct {
 // Shrink tokens back to the balance or adds up to Grow from it, and renews
 // the lease to TTL from now; Close releases all it still holds and closes
 // it. A lease left holding nothing stays open without a hold, so that later
-// calls may refund what it charged or grow it again.
+// calls may refund what it charged or grow it again. A closed or expired
+// lease takes calls of Refunds alone, as long as its op is remembered; any
+// other call on it is ErrGone.
 // Repeating the last Seq replies with its first result; an older one changes
 // nothing and reports the lease as it is, with Replayed set.
 //

@@ -8,8 +8,11 @@ const (
 	maxOpLen      = 255
 	maxIDLen      = 255
 	maxReasonLen  = 256
-	maxLabelLen   = 1024 // method and route
 )
+
+// MaxLabel is the longest method or route a ledger entry records, in
+// bytes.
+const MaxLabel = 1024
 
 // ValidAccount reports whether id is a valid account id: 1-128 bytes, each
 // 0x21-0x7E, and neither "." nor "..".
@@ -66,8 +69,8 @@ func checkAmount(name string, n int64) error {
 }
 
 func checkLabel(name, s string) error {
-	if len(s) > maxLabelLen {
-		return invalid("%s is longer than %d bytes", name, maxLabelLen)
+	if len(s) > MaxLabel {
+		return invalid("%s is longer than %d bytes", name, MaxLabel)
 	}
 	return nil
 }
@@ -181,8 +184,9 @@ func (r Refund) validate() error {
 
 func (c Cancel) validate() error { return checkRequest(c.Account, c.Op) }
 
-// maxLeaseParts bounds the charges and refunds of one call on a lease.
-const maxLeaseParts = 1000
+// MaxLeaseParts bounds the charges, and the refunds, of one call on a
+// lease.
+const MaxLeaseParts = 1000
 
 func (l Lease) validate() error {
 	if err := checkRequest(l.Account, l.Op); err != nil {
@@ -205,8 +209,8 @@ func (l Lease) validate() error {
 		return invalid("a lease call grows or shrinks, not both")
 	case l.Drain < 0:
 		return invalid("drain must not be negative")
-	case len(l.Charges) > maxLeaseParts || len(l.Refunds) > maxLeaseParts:
-		return invalid("a lease call takes at most %d charges and %d refunds", maxLeaseParts, maxLeaseParts)
+	case len(l.Charges) > MaxLeaseParts || len(l.Refunds) > MaxLeaseParts:
+		return invalid("a lease call takes at most %d charges and %d refunds", MaxLeaseParts, MaxLeaseParts)
 	case l.Seq == 1 && (l.Grow < 1 || l.Shrink > 0 || l.Close || len(l.Charges) > 0 || len(l.Refunds) > 0):
 		return invalid("the first call on a lease only takes it, of at least 1 token")
 	}

@@ -17,7 +17,9 @@
 -- tokens, or adds up to grow, and renews the lease to ttl from now. Close
 -- releases all the lease still holds and closes it. A call that leaves the
 -- lease holding nothing keeps it open without a hold (the record's z), so
--- that later calls may still refund what it charged, or grow it again.
+-- that later calls may still refund what it charged, or grow it again. A
+-- closed or expired lease takes calls of refunds alone, as long as its
+-- record lives; any other call on it is GONE.
 --
 -- Reply: {'OK', charged, refunded, added, released, held, balance, expires,
 -- draining, replayed}, or an error reply (lib.lua). Repeating the last
@@ -109,10 +111,16 @@ local function run()
 		local expires = tonumber(redis.call('ZSCORE', KEYS[4], op) or '0')
 		return {'OK', 0, 0, 0, 0, tonumber(held or '0'), balance(), expires, 0, 1}
 	end
-	if rec.s ~= 'o' or (not held and rec.z ~= 1) then
-		return {'GONE'}
+	local lapsed = rec.s ~= 'o' or (not held and rec.z ~= 1)
+	if lapsed then
+		-- A closed or expired lease takes refunds alone, of what it charged.
+		if nc > 0 or nr == 0 or grow > 0 or shrink > 0 or close == '1' then
+			return {'GONE'}
+		end
+		held = 0
+	else
+		held = tonumber(held or '0')
 	end
-	held = tonumber(held or '0')
 	if charge > held then
 		return invalid('charges exceed what the lease holds')
 	end
@@ -151,6 +159,12 @@ local function run()
 	if added > 0 then
 		A.hd, held = A.hd + added, held + added
 		entry('hold', added, op, 'm', '', 'r', '', 'rs', 'lease')
+	end
+	if lapsed then
+		-- Refunds to a closed or expired lease: it stays as it was.
+		rec.q, rec.qc, rec.qf, rec.qa, rec.qr, rec.qh, rec.qb, rec.qe, rec.qd = seq, 0, refund, 0, 0, 0, balance(), 0, 0
+		store(rec, nil)
+		return reply(rec, false)
 	end
 	rec.z = nil
 	if close == '1' then

@@ -414,12 +414,25 @@ func testLeaseRefunds(t *testing.T, f Factory) {
 		unchanged(t, s, "alice", "a refused refund", before)
 		r = lease(t, s, meter.Lease{Account: "alice", Op: "L", Seq: 7, TTL: time.Hour, Close: true})
 		expectLease(t, "close", r, meter.LeaseReceipt{Balance: 92})
-		_, err = s.Lease(ctx(t), meter.Lease{Account: "alice", Op: "L", Seq: 8, TTL: time.Hour, Refunds: []meter.LeaseRefund{{Seq: 2, Amount: 1, Count: 1}}})
-		isErr(t, "refund after the lease closed", err, meter.ErrGone)
-		unchanged(t, s, "alice", "a close and a refund after it", before)
+		// A closed lease still takes refunds alone, of what it charged.
+		r = lease(t, s, meter.Lease{Account: "alice", Op: "L", Seq: 8, TTL: time.Hour, Refunds: []meter.LeaseRefund{{Seq: 2, Amount: 1, Count: 1}}})
+		expectLease(t, "refund after the lease closed", r, meter.LeaseReceipt{Refunded: 1, Balance: 93})
+		before = snap(t, s, "alice")
+		_, err = s.Lease(ctx(t), meter.Lease{Account: "alice", Op: "L", Seq: 9, TTL: time.Hour, Refunds: []meter.LeaseRefund{{Seq: 5, Amount: 8, Count: 1}}})
+		isErr(t, "refund of 8 with 7 left to refund, after the close", err, meter.ErrInvalid)
+		for _, call := range []meter.Lease{
+			{Account: "alice", Op: "L", Seq: 9, TTL: time.Hour, Charges: []meter.LeaseCharge{{Method: "GET", Route: "/a", Amount: 1, Count: 1}}},
+			{Account: "alice", Op: "L", Seq: 9, TTL: time.Hour, Grow: 5},
+			{Account: "alice", Op: "L", Seq: 9, TTL: time.Hour, Refunds: []meter.LeaseRefund{{Seq: 2, Amount: 1, Count: 1}}, Grow: 5},
+			{Account: "alice", Op: "L", Seq: 9, TTL: time.Hour},
+		} {
+			_, err = s.Lease(ctx(t), call)
+			isErr(t, fmt.Sprintf("%+v after the close", call), err, meter.ErrGone)
+		}
+		unchanged(t, s, "alice", "calls refused after the close", before)
 	})
 
-	expectTotals(t, s, "alice", meter.Account{Balance: 92, Credited: 100, Charged: 20, Refunded: 12})
+	expectTotals(t, s, "alice", meter.Account{Balance: 93, Credited: 100, Charged: 20, Refunded: 13})
 	checkInvariant(t, s, "alice", false)
 	clean(t, s, "alice")
 }

@@ -843,7 +843,23 @@ func (m *model) leaseCall(l meter.Lease, isShort bool) outcome {
 		}
 		return leaseOutcome("replay", r)
 	case o.state != 'o' || (h == nil && !ml.dormant):
-		return fail("gone")
+		// A closed or expired lease takes refunds alone.
+		if len(l.Charges) > 0 || len(l.Refunds) == 0 || l.Grow > 0 || l.Shrink > 0 || l.Close {
+			return fail("gone")
+		}
+		var refund int64
+		for _, rf := range l.Refunds {
+			refund += rf.Amount
+		}
+		if refund > ml.charged-ml.refunded {
+			return fail("invalid")
+		}
+		m.rf += refund
+		m.entries += len(l.Refunds)
+		ml.refunded += refund
+		r := meter.LeaseReceipt{Refunded: refund, Balance: m.balance()}
+		ml.seq, ml.last = l.Seq, r
+		return leaseOutcome("ok", r)
 	}
 	if h == nil {
 		h = &modelHold{}
