@@ -55,6 +55,15 @@ func attackStoreCalls(t *testing.T, m map[string]float64) float64 {
 // (info, hello, client, ping, select, auth, command).
 func attackRedisCalls(t *testing.T, srv *redistest.Server) int64 {
 	t.Helper()
+	return redisCalls(t, srv, func(command string) bool {
+		return !slices.Contains([]string{"info", "hello", "client", "ping", "select", "auth", "command"}, command)
+	})
+}
+
+// redisCalls returns how many times Redis has run the commands that count
+// names, from INFO commandstats. A subcommand counts under its command.
+func redisCalls(t *testing.T, srv *redistest.Server, count func(command string) bool) int64 {
+	t.Helper()
 	info, err := srv.Client(t).Info(context.Background(), "commandstats").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -65,8 +74,7 @@ func attackRedisCalls(t *testing.T, srv *redistest.Server) int64 {
 		if !ok || !strings.HasPrefix(line, "cmdstat_") {
 			continue
 		}
-		base, _, _ := strings.Cut(name, "|")
-		if slices.Contains([]string{"info", "hello", "client", "ping", "select", "auth", "command"}, base) {
+		if base, _, _ := strings.Cut(name, "|"); !count(base) {
 			continue
 		}
 		for _, f := range strings.Split(stats, ",") {

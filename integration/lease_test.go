@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -253,27 +252,7 @@ func TestLeaseStoreCalls(t *testing.T) {
 // from INFO commandstats: one a store call.
 func scriptCalls(t *testing.T, srv *redistest.Server) int64 {
 	t.Helper()
-	info, err := srv.Client(t).Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	for _, line := range strings.Split(info, "\n") {
-		name, stats, _ := strings.Cut(strings.TrimSpace(line), ":")
-		if name != "cmdstat_evalsha" && name != "cmdstat_eval" {
-			continue
-		}
-		for _, f := range strings.Split(stats, ",") {
-			if v, ok := strings.CutPrefix(f, "calls="); ok {
-				c, err := strconv.ParseInt(v, 10, 64)
-				if err != nil {
-					t.Fatalf("commandstats line %q: %v", line, err)
-				}
-				n += c
-			}
-		}
-	}
-	return n
+	return redisCalls(t, srv, func(command string) bool { return command == "evalsha" || command == "eval" })
 }
 
 // TestLeaseDrainsForHold leases an account through a per-request price,
