@@ -267,10 +267,22 @@ func (l *lease) acked(c meter.Lease, r meter.LeaseReceipt, err error) bool {
 		l.lastAck, l.balance = l.callSent, r.Balance
 		l.draining = l.draining || r.Draining
 		l.open = true
-		l.avail += r.Added
 		if c.Close {
 			l.close(0, nil, nil)
+			break
 		}
+		// What the store holds for the lease is what it has not spent and
+		// what it spent since the call: follow the store, should a
+		// failover have lost a call the gateway counted.
+		spent := int64(0)
+		for _, ch := range l.spent {
+			spent += ch.Amount
+		}
+		if avail := max(r.Held-spent, 0); avail != l.avail+r.Added {
+			log.Warn("lease holds other than the gateway counted; following the store",
+				zap.String("op", l.op), zap.Int64("held", r.Held), zap.Int64("counted", l.avail+r.Added+spent))
+		}
+		l.avail = max(r.Held-spent, 0)
 	case errors.Is(err, meter.ErrUnavailable):
 		// Its outcome is unknown: the same call goes again. A lease that
 		// the store cannot have kept is given up, and the call is sent

@@ -253,7 +253,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	})
 	// A lease taken as the Manager closed is given back by the loop.
 	m.started.Do(m.start)
-	t := time.NewTicker(m.cfg.Flush / 4)
+	t := time.NewTicker(min(m.cfg.Flush/4, closePoll))
 	defer t.Stop()
 	for {
 		if m.idle() {
@@ -266,8 +266,17 @@ func (m *Manager) Close(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+		// A lease whose call was in flight when it was last kicked is
+		// given back now.
+		m.leases.Range(func(_, v any) bool {
+			m.kick(v.(*lease))
+			return true
+		})
 	}
 }
+
+// closePoll bounds how often Close looks at the leases left.
+const closePoll = 10 * time.Millisecond
 
 // idle reports that no lease is left that requests do not still spend.
 func (m *Manager) idle() bool {
