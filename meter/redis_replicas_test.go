@@ -25,7 +25,8 @@ func TestReplicasWait(t *testing.T) {
 	waitSynced(t, master, 1)
 
 	var unrepl atomic.Int64
-	s := newRedis(t, meter.RedisOptions{URL: master.URL(), Replicas: 1, Timeout: 300 * time.Millisecond, Unreplicated: func() { unrepl.Add(1) }})
+	// A timeout long enough for a loaded machine's replica to acknowledge.
+	s := newRedis(t, meter.RedisOptions{URL: master.URL(), Replicas: 1, Timeout: time.Second, Unreplicated: func() { unrepl.Add(1) }})
 	ctx := context.Background()
 	if _, err := s.Credit(ctx, meter.Transfer{Account: "alice", ID: "t1", Amount: 10}); err != nil {
 		t.Fatalf("credit with the replica up: %v", err)
