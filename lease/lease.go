@@ -124,8 +124,9 @@ func (l *lease) observe(balance int64) {
 
 // target is how many unspent tokens the lease should hold: its fixed size,
 // or what is asked of it in two flushes at its recent rate, and at least
-// four times the largest price asked; never more than a quarter of what the account has available, so
-// that a low balance is not stranded on one gateway. 0 means give it back.
+// four times the largest price asked; never more than a quarter of what the
+// account has available, so that a low balance is not stranded on one
+// gateway. 0 means give it back.
 func (l *lease) target() int64 {
 	t := l.m.cfg.Size
 	if t == 0 {
