@@ -51,7 +51,7 @@ func (hr *held) failedByClient() {
 func (hr *held) cutInBody() bool {
 	hr.mu.Lock()
 	defer hr.mu.Unlock()
-	return hr.uploadCut
+	return hr.cut == cutUpload
 }
 
 // drainTime is how long the rest of a refused upload is read and thrown
@@ -68,7 +68,7 @@ func (hr *held) refuseUpload(w http.ResponseWriter, r *http.Request) error {
 		hr.ended = true
 		hr.timer.Stop()
 		// The upstream never answered: there is no usage to pay for.
-		hr.usageKnown, hr.usageBad, hr.reported = true, false, 0
+		hr.usage, hr.reported = usageRead, 0
 		hr.settle(true)
 	}
 	price, _ := hr.req.extension(0)

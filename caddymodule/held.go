@@ -37,11 +37,11 @@ var errCutOff = errors.New("response cut off: the next block could not be held")
 //	unbilled -> released  release, as from open
 //
 // settled, released and gone are final. Besides its state, a held request
-// records what it learned on the way: that Tollgate cut it off (cutOff, and
-// uploadCut when in the request body), that the balance ran out (short),
+// records what it learned on the way: where Tollgate cut it off (cut), that
+// the balance ran out (short),
 // that the client broke it (clientFailed), that no more blocks may be held
-// after a failed renewal (noMore), the usage report (usageKnown, usageBad,
-// reported, trailer), and that end has run (ended).
+// after a failed renewal (noMore), the usage report (usage, reported,
+// trailer), and that end has run (ended).
 type holdState uint8
 
 const (
@@ -50,6 +50,32 @@ const (
 	holdReleased                  // released for refund_on
 	holdGone                      // expired or closed elsewhere: nothing more is delivered
 	holdUnbilled                  // an extension failed under allow: the rest is unbilled
+)
+
+// cutWhere is where Tollgate cut a held request off.
+type cutWhere uint8
+
+const (
+	cutNone     cutWhere = iota
+	cutResponse          // no more response bytes were paid for, or the hold is gone
+	cutUpload            // no more request bytes were paid for
+)
+
+// cutResponse cuts the response off, unless the request was cut off
+// already. Called with mu held.
+func (hr *held) cutResponse() {
+	if hr.cut == cutNone {
+		hr.cut = cutResponse
+	}
+}
+
+// usageReport is what a held request knows of the upstream's usage report.
+type usageReport uint8
+
+const (
+	usageUnread usageReport = iota // no report came yet
+	usageRead                      // a readable report came: reported
+	usageBad                       // the report was missing or unreadable
 )
 
 // held is a request under a compound price: its hold, the response bytes
@@ -75,15 +101,13 @@ type held struct {
 	lastAck      time.Time
 	req, resp    flow  // request bytes (without a Content-Length) and response bytes
 	length       int64 // the response's Content-Length, or -1
-	cutOff       bool
-	uploadCut    bool // the cut-off was in the request body
+	cut          cutWhere
 	short        bool // the balance ran out: an extension was refused for it, or granted less than its bytes need
 	clientFailed bool // the client's body broke, or the client left
 	ended        bool // end has run
 	noMore       bool // a renewal failed under deny: no more blocks are held
 	reported     int64
-	usageKnown   bool // the usage report was read (reported, or usageBad)
-	usageBad     bool // the report was missing or unreadable
+	usage        usageReport
 	trailer      bool // the response announced the usage trailer
 	timer        *time.Timer
 	conn         net.Conn // the connection, once hijacked for an upgrade
@@ -161,7 +185,7 @@ func (hr *held) grantLocked(f *flow, n int64) (int64, error) {
 	default:
 		return n, nil
 	}
-	if hr.cutOff {
+	if hr.cut != cutNone {
 		return 0, errCutOff
 	}
 	var long error
@@ -207,8 +231,11 @@ func (hr *held) grantLocked(f *flow, n int64) (int64, error) {
 
 // stop cuts the request off after n more bytes of flow f.
 func (hr *held) stop(f *flow, n int64) (int64, error) {
-	hr.cutOff = true
-	hr.uploadCut = hr.uploadCut || f == &hr.req
+	if f == &hr.req {
+		hr.cut = cutUpload
+	} else if hr.cut == cutNone {
+		hr.cut = cutResponse
+	}
 	return max(n, 0), errCutOff
 }
 
@@ -216,7 +243,7 @@ func (hr *held) stop(f *flow, n int64) (int64, error) {
 // is no usage price, the upstream's header reported it, or no trailer was
 // announced to report it.
 func (hr *held) usageSettles() bool {
-	return hr.price.Usage == nil || hr.usageKnown || !hr.trailer
+	return hr.price.Usage == nil || hr.usage != usageUnread || !hr.trailer
 }
 
 // extend adds up to maxTokens to the hold for flow f (none for a renewal),
@@ -278,7 +305,8 @@ func (hr *held) renew() {
 	if hr.state == holdGone && hr.conn != nil {
 		// An idle upgraded connection whose hold is gone is closed, once
 		// the lock is let go.
-		hr.cutOff, idle = true, hr.conn
+		hr.cutResponse()
+		idle = hr.conn
 	}
 	if hr.state == holdOpen || hr.state == holdUnbilled {
 		hr.timer.Reset(hr.ttl / 3)
@@ -293,7 +321,7 @@ func (hr *held) renew() {
 // of the price, never more than is held. Bytes delivered unbilled are not
 // counted.
 func (hr *held) total() int64 {
-	reported, ok := hr.reported, hr.usageKnown && !hr.usageBad
+	reported, ok := hr.reported, hr.usage == usageRead
 	reqBytes, respBytes := hr.reqBytes, hr.resp.sent
 	if hr.req.rate != nil {
 		reqBytes = hr.req.sent
@@ -316,7 +344,7 @@ func (hr *held) settle(cutOff bool) {
 		return
 	}
 	hr.timer.Stop()
-	if hr.price.Usage != nil && (!hr.usageKnown || hr.usageBad || hr.reported > hr.price.Usage.Reserve) {
+	if hr.price.Usage != nil && (hr.usage != usageRead || hr.reported > hr.price.Usage.Reserve) {
 		metricUsageCapped.Inc()
 		hr.h.logger.Warn("usage report missing, unreadable or above the reserve; settling at the reserve",
 			zap.String("op", hr.op), zap.String("header", hr.price.Usage.Header))
@@ -406,11 +434,11 @@ func (hr *held) header(w *responseWriter, status int) {
 		hr.length = n
 	}
 	switch {
-	case hr.cutOff:
+	case hr.cut != cutNone:
 		// Tollgate's own cut-off settles what was delivered.
 	case hr.h.refundOn.status(status):
 		hr.release()
-	case hr.usageKnown && hr.price.ResponseBytes == nil && hr.req.rate == nil:
+	case hr.usage != usageUnread && hr.price.ResponseBytes == nil && hr.req.rate == nil:
 		hr.settle(false)
 	}
 	w.charged = strconv.FormatInt(hr.charged.Load(), 10)
@@ -420,18 +448,16 @@ func (hr *held) header(w *responseWriter, status int) {
 
 // report reads the upstream's usage report.
 func (hr *held) report(values []string) {
-	hr.usageKnown = true
+	hr.usage = usageBad
 	if len(values) != 1 {
-		hr.usageBad = true
 		return
 	}
 	v := strings.TrimSpace(values[0])
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n > pricing.MaxAmount || strings.Trim(v, "0123456789") != "" {
-		hr.usageBad = true
 		return
 	}
-	hr.reported = n
+	hr.usage, hr.reported = usageRead, n
 }
 
 // end settles the request when its handler has returned or panicked, unless
@@ -459,13 +485,13 @@ func (hr *held) end(w *responseWriter, o outcome) {
 	if u := hr.price.Usage; u != nil {
 		// A trailer counts only when no header came first; either way the
 		// client never sees it.
-		if values := stripTrailer(h, u.Header); values != nil && !hr.usageKnown {
+		if values := stripTrailer(h, u.Header); values != nil && hr.usage == usageUnread {
 			hr.report(values)
 		}
 	}
 	unbilled := hr.state == holdUnbilled
 	switch {
-	case hr.cutOff:
+	case hr.cut != cutNone:
 		hr.settle(true)
 	case refundable && hr.h.refundOn.aborted && !hr.clientFailed && hr.state == holdSettled:
 		// The usage header settled the request before the upstream failed.
@@ -483,7 +509,7 @@ func (hr *held) end(w *responseWriter, o outcome) {
 	// A hold found gone cuts off the end of a response still going out,
 	// unless it was going out unbilled anyway.
 	if hr.state == holdGone && status == 0 && !unbilled {
-		hr.cutOff = true
+		hr.cutResponse()
 	}
 }
 
@@ -506,7 +532,7 @@ func (hr *held) passed(f *flow, n int64) {
 func (hr *held) isCutOff() bool {
 	hr.mu.Lock()
 	defer hr.mu.Unlock()
-	return hr.cutOff
+	return hr.cut != cutNone
 }
 
 // stripTrailer removes the trailer name, in either of the forms a handler
@@ -563,8 +589,8 @@ func (hr *held) window() int64 {
 	hr.mu.Lock()
 	defer hr.mu.Unlock()
 	switch {
-	case hr.state == holdOpen && !hr.cutOff:
-	case hr.state == holdGone || hr.cutOff:
+	case hr.state == holdOpen && hr.cut == cutNone:
+	case hr.state == holdGone || hr.cut != cutNone:
 		return 0
 	default:
 		return math.MaxInt64

@@ -159,8 +159,8 @@ func TestReport(t *testing.T) {
 	} {
 		var hr held
 		hr.report(c.values)
-		if !hr.usageKnown || hr.usageBad != c.bad || (!c.bad && hr.reported != c.want) {
-			t.Errorf("report(%q): %d, bad %v; want %d, bad %v", c.values, hr.reported, hr.usageBad, c.want, c.bad)
+		if bad := hr.usage == usageBad; hr.usage == usageUnread || bad != c.bad || (!c.bad && hr.reported != c.want) {
+			t.Errorf("report(%q): %d, bad %v; want %d, bad %v", c.values, hr.reported, bad, c.want, c.bad)
 		}
 	}
 }
