@@ -153,15 +153,15 @@ func leasedTicket(t *testing.T, m *lease.Manager, s meter.Store, account string)
 		m.Observe(account, r.Balance, 1)
 		if i >= 8 {
 			// Enough to be leased: give the lease's first call a moment.
-			runtime()
+			pause()
 		}
 	}
 	t.Fatal("no lease within 5s")
 	return lease.Ticket{}
 }
 
-// runtime yields to the Manager's goroutines for a moment.
-func runtime() { time.Sleep(time.Millisecond) }
+// pause yields to the Manager's goroutines for a moment.
+func pause() { time.Sleep(time.Millisecond) }
 
 // TestUnpay gives a ticket back before its lease's call charged it, and
 // after: either way the request pays nothing, and the ledger shows the
@@ -180,7 +180,7 @@ func TestUnpay(t *testing.T) {
 
 	after := leasedTicket(t, m, s, account)
 	op := after.Op()
-	for deadline := time.Now().Add(5 * time.Second); sumOf(t, s, account, meter.KindCharge, op) != 5; runtime() {
+	for deadline := time.Now().Add(5 * time.Second); sumOf(t, s, account, meter.KindCharge, op) != 5; pause() {
 		if time.Now().After(deadline) {
 			t.Fatalf("no charge of 5 under %s within 5s", op)
 		}
@@ -285,13 +285,13 @@ func TestRefundAfterLeaseGone(t *testing.T) {
 	m := newManager(t, s, lease.Config{MinBalance: 1000, Lost: func(n int64) { lost.Add(n) }})
 	tk := leasedTicket(t, m, s, account)
 	op := tk.Op()
-	for deadline := time.Now().Add(5 * time.Second); sumOf(t, s, account, meter.KindCharge, op) != 5; runtime() {
+	for deadline := time.Now().Add(5 * time.Second); sumOf(t, s, account, meter.KindCharge, op) != 5; pause() {
 		if time.Now().After(deadline) {
 			t.Fatalf("no charge of 5 under %s within 5s", op)
 		}
 	}
 	clock.advance(time.Hour) // past the lease's TTL on the store's clock
-	for deadline := time.Now().Add(5 * time.Second); ; runtime() {
+	for deadline := time.Now().Add(5 * time.Second); ; pause() {
 		if time.Now().After(deadline) {
 			t.Fatal("the lease was not found gone within 5s")
 		}
@@ -301,7 +301,7 @@ func TestRefundAfterLeaseGone(t *testing.T) {
 	}
 	tk.Unpay()
 	tk.Done()
-	for deadline := time.Now().Add(5 * time.Second); sumOf(t, s, account, meter.KindRefund, op) != 5; runtime() {
+	for deadline := time.Now().Add(5 * time.Second); sumOf(t, s, account, meter.KindRefund, op) != 5; pause() {
 		if time.Now().After(deadline) {
 			t.Fatalf("refunds under %s: %d within 5s, want 5", op, sumOf(t, s, account, meter.KindRefund, op))
 		}
@@ -329,7 +329,7 @@ func TestIdleLeaseDrains(t *testing.T) {
 			tk.Done()
 		}
 	}
-	for deadline := time.Now().Add(5 * time.Second); sumOf(t, s, account, meter.KindCharge, tk.Op()) < 100; runtime() {
+	for deadline := time.Now().Add(5 * time.Second); sumOf(t, s, account, meter.KindCharge, tk.Op()) < 100; pause() {
 		if time.Now().After(deadline) {
 			t.Fatal("the burst was not charged within 5s")
 		}
