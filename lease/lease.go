@@ -19,9 +19,7 @@ import (
 // moment, what the store holds for it: avail, not spent yet, and what
 // requests spent since the last call (spent), which the next call charges.
 //
-// Its life: taking (the first call is in flight), open, then closing (it is
-// given back, and closed once no request holds a ticket of it), then closed,
-// when it leaves the Manager. A call that finds the lease gone in the store
+// Its life is its phase. A call that finds the lease gone in the store
 // closes it at once.
 type lease struct {
 	m       *Manager
@@ -29,9 +27,7 @@ type lease struct {
 	op      string
 
 	mu       sync.Mutex
-	open     bool         // the first call was acknowledged
-	closing  bool         // give it back; take nothing more
-	closed   bool         // gone from the store, or given back
+	phase    phase
 	draining bool         // give back what is not needed: a request was refused for the balance
 	busy     bool         // a store call is in flight
 	call     *meter.Lease // the call to send again until its outcome is known
@@ -56,6 +52,16 @@ type lease struct {
 	queue     []salvaged // calls a closed lease sends in the background, in order
 	salvaging bool       // a background retry sends them
 }
+
+// phase is where a lease stands in its life.
+type phase uint8
+
+const (
+	taking  phase = iota // its first call is in flight
+	open                 // it pays requests
+	closing              // it is given back, and closed once no request holds a ticket of it
+	closed               // gone from the store, or given back: it leaves the Manager
+)
 
 // maxTallies bounds the charge entries of one call: the methods and routes
 // that a lease pays for between two calls.
@@ -86,7 +92,7 @@ func (l *lease) take(method, route string, amount int64) (t Ticket, ok, grow boo
 	l.asked += amount
 	l.largest = max(l.largest, amount)
 	l.lastAsk = time.Now()
-	if !l.open || l.closing || l.closed || l.draining || time.Since(l.lastAck) >= l.m.cfg.TTL/2 {
+	if l.phase != open || l.draining || time.Since(l.lastAck) >= l.m.cfg.TTL/2 {
 		return Ticket{}, false, false
 	}
 	if l.avail < amount {
@@ -153,7 +159,7 @@ func (l *lease) slow() bool {
 func (l *lease) plan() (meter.Lease, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.busy || l.closed {
+	if l.busy || l.phase == closed {
 		return meter.Lease{}, false
 	}
 	if l.call != nil {
@@ -168,7 +174,7 @@ func (l *lease) plan() (meter.Lease, bool) {
 			size = 16 * l.largest
 		}
 		if c.Grow = min(size, l.balance/4); c.Grow < l.largest {
-			l.closed = true
+			l.phase = closed
 			return meter.Lease{}, false
 		}
 		l.started, l.lastFill, l.lastAsk = time.Now(), time.Now(), time.Now()
@@ -208,11 +214,11 @@ func (l *lease) fill(c *meter.Lease) {
 	l.asked, l.lastFill = 0, now
 	target := l.target()
 	switch {
-	case l.closing || l.draining || quiet || target == 0 || l.slow() ||
+	case l.phase == closing || l.draining || quiet || target == 0 || l.slow() ||
 		l.balance+l.avail < l.m.cfg.MinBalance:
 		// Give back all that no request is spending; close the lease
 		// once none is.
-		l.closing = true
+		l.phase = closing
 		c.Close = l.tickets == 0
 		if !c.Close {
 			c.Shrink = l.avail
@@ -267,7 +273,9 @@ func (l *lease) acked(c meter.Lease, r meter.LeaseReceipt, err error) bool {
 		// may have applied it then.
 		l.lastAck, l.balance = l.callSent, r.Balance
 		l.draining = l.draining || r.Draining
-		l.open = true
+		if l.phase == taking {
+			l.phase = open
+		}
 		if c.Close {
 			l.close(0, nil, nil)
 			break
@@ -308,7 +316,7 @@ func (l *lease) acked(c meter.Lease, r meter.LeaseReceipt, err error) bool {
 		log.Error("lease call refused", zap.String("op", l.op), zap.Error(err))
 		l.close(charged(c), nil, c.Refunds)
 	}
-	return l.closed
+	return l.phase == closed
 }
 
 // close closes the lease, reporting lost tokens: those of its last call and
@@ -317,7 +325,7 @@ func (l *lease) acked(c meter.Lease, r meter.LeaseReceipt, err error) bool {
 // background retries; so does unknown, a call whose outcome is not known,
 // first. Called with mu held.
 func (l *lease) close(lost int64, unknown *meter.Lease, refunds []meter.LeaseRefund) {
-	l.closed, l.closing, l.call = true, true, nil
+	l.phase, l.call = closed, nil
 	for _, ch := range l.spent {
 		lost += ch.Amount
 	}
@@ -404,7 +412,7 @@ func (l *lease) sendSalvaged(ctx context.Context) error {
 func (l *lease) isClosed() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.closed
+	return l.phase == closed
 }
 
 // charged is what call c charges.

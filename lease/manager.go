@@ -98,7 +98,7 @@ type Manager struct {
 	calls   sync.WaitGroup
 
 	mu   sync.Mutex
-	seen map[string]*window // accounts charged on their own, towards a lease
+	seen map[string]window // accounts charged on their own, towards a lease
 	done chan struct{}
 	once sync.Once
 }
@@ -117,7 +117,7 @@ func New(store meter.Store, cfg Config) *Manager {
 		store: store, cfg: cfg,
 		sem:  make(chan struct{}, parallelCalls),
 		done: make(chan struct{}),
-		seen: map[string]*window{},
+		seen: map[string]window{},
 	}
 }
 
@@ -181,18 +181,15 @@ func (m *Manager) busy(account string) bool {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	w := m.seen[account]
-	switch {
-	case w == nil:
-		if len(m.seen) >= maxSeen {
-			clear(m.seen)
-		}
-		w = &window{start: now}
-		m.seen[account] = w
-	case now.Sub(w.start) > m.cfg.Flush:
-		w.start, w.n = now, 0
+	w, ok := m.seen[account]
+	if !ok && len(m.seen) >= maxSeen {
+		clear(m.seen)
+	}
+	if !ok || now.Sub(w.start) > m.cfg.Flush {
+		w = window{start: now}
 	}
 	if w.n++; w.n < leaseAfter {
+		m.seen[account] = w
 		return false
 	}
 	delete(m.seen, account)
@@ -245,7 +242,9 @@ func (m *Manager) Close(ctx context.Context) error {
 		m.leases.Range(func(_, v any) bool {
 			l := v.(*lease)
 			l.mu.Lock()
-			l.closing = true
+			if l.phase != closed {
+				l.phase = closing
+			}
 			l.mu.Unlock()
 			m.kick(l)
 			return true

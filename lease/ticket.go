@@ -22,9 +22,6 @@ type Ticket struct {
 	unpaid bool
 }
 
-// Amount returns the tokens the ticket pays.
-func (t *Ticket) Amount() int64 { return t.amount }
-
 // Balance returns what the caller could still spend when the ticket was
 // taken.
 func (t *Ticket) Balance() int64 { return t.balance }
@@ -45,10 +42,10 @@ func (t *Ticket) Unpay() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
-	case l.closed && t.seq > l.applied:
+	case l.phase == closed && t.seq > l.applied:
 		// The lease closed before a call charged the ticket: nothing was
 		// charged, and Lost counted it.
-	case l.closed:
+	case l.phase == closed:
 		l.salvage(nil, []meter.LeaseRefund{{Seq: t.seq, Amount: t.amount, Count: 1}})
 	case t.seq == l.seq+1:
 		// Not charged yet: take it out of what the next call charges.
