@@ -17,8 +17,9 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("tollgate_account", httpcaddyfile.After, "forward_auth")
 }
 
-// AccountHandler serves callers their own account: …/balance and
-// …/ledger?limit=&before=, for the account their token names and no other.
+// AccountHandler serves callers their own account: …/balance,
+// …/ledger?limit=&before= and …/usage?by=&from=&to=, for the account their
+// token names and no other.
 // It routes on the tail of the path, so it works under any prefix. Only GET
 // and HEAD are served.
 type AccountHandler struct {
@@ -40,7 +41,7 @@ func (h *AccountHandler) Provision(ctx caddy.Context) error {
 	return err
 }
 
-// ServeHTTP answers the caller's balance or ledger.
+// ServeHTTP answers the caller's balance, ledger or usage.
 func (h *AccountHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if isPreflight(r) {
 		return next.ServeHTTP(w, r)
@@ -53,15 +54,19 @@ func (h *AccountHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 	r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set("http.auth.user.id", account)
 	rd := meter.Read{Account: account, Mode: meter.Caller, Bonus: h.app.SignupBonus}
 	tail := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
-	if tail != "balance" && tail != "ledger" {
-		writeAdminProblem(w, http.StatusNotFound, "not-found", "No such resource: this account's balance and ledger are at …/balance and …/ledger.", nil)
+	if tail != "balance" && tail != "ledger" && tail != "usage" {
+		writeAdminProblem(w, http.StatusNotFound, "not-found", "No such resource: this account's balance, ledger and usage are at …/balance, …/ledger and …/usage.", nil)
 		return nil
 	}
 	if !allow(w, r, http.MethodGet, http.MethodHead) {
 		return nil
 	}
-	if tail == "ledger" {
+	switch tail {
+	case "ledger":
 		serveLedger(w, r, h.app.store, rd)
+		return nil
+	case "usage":
+		serveUsage(w, r, h.app.store, rd)
 		return nil
 	}
 	a, err := h.app.store.Account(r.Context(), rd)

@@ -23,8 +23,8 @@ func init() {
 }
 
 // AdminAPI serves the operator API on Caddy's admin endpoint, under
-// /tollgate/: GET /tollgate/accounts, GET /tollgate/accounts/{id}, …/ledger
-// and …/verify, POST …/credit and …/debit, and GET /tollgate/verify.
+// /tollgate/: GET /tollgate/accounts, GET /tollgate/accounts/{id}, …/ledger,
+// …/usage and …/verify, POST …/credit and …/debit, and GET /tollgate/verify.
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -129,6 +129,10 @@ func serveAdmin(w http.ResponseWriter, r *http.Request, path string, app *App, b
 	case "ledger":
 		if allow(w, r, http.MethodGet, http.MethodHead) {
 			serveLedger(w, r, app.store, meter.Read{Account: account})
+		}
+	case "usage":
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			serveUsage(w, r, app.store, meter.Read{Account: account})
 		}
 	case "verify":
 		if !allow(w, r, http.MethodGet, http.MethodHead) {

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -29,7 +32,7 @@ const (
 	exitDrift        = 7 // verify found drift
 )
 
-// operatorCommands are credit, debit, balance, ledger, accounts and verify,
+// operatorCommands are credit, debit, balance, ledger, usage, accounts and verify,
 // which talk to the admin API as caddy reload does.
 func operatorCommands() []*cobra.Command {
 	transfer := func(kind string) *cobra.Command {
@@ -143,7 +146,54 @@ this one, pass the id of its last entry as --before.`,
 	ledger.Flags().Int("limit", 20, "how many entries, from 1 to 1000")
 	ledger.Flags().String("before", "", "show the entries older than this entry id")
 
-	cmds := []*cobra.Command{transfer("credit"), transfer("debit"), balance, ledger}
+	usage := &cobra.Command{
+		Use:   "usage --account <id> [--by hour|day] [--from <RFC 3339>] [--to <RFC 3339>] [--json]",
+		Short: "Shows what an account spent, by hour or by day",
+		Long: `Shows what an account spent in UTC hours (kept 48 hours) or days (kept
+90 days), oldest first: the tokens charged and the requests, net of refunds,
+in total and by price line.`,
+		Args: cobra.NoArgs,
+		RunE: caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+			by := fl.String("by")
+			if _, ok := meter.ParsePeriod(by); !ok {
+				return exitUsage, fmt.Errorf("bad --by %q: hour or day", by)
+			}
+			query := url.Values{"by": {by}}
+			for _, name := range []string{"from", "to"} {
+				if v := fl.String(name); v != "" {
+					if _, err := time.Parse(time.RFC3339, v); err != nil {
+						return exitUsage, fmt.Errorf("bad --%s %q: an RFC 3339 time, such as 2026-12-01T00:00:00Z", name, v)
+					}
+					query.Set(name, v)
+				}
+			}
+			out, code, err := callAdmin(fl, "GET", "/accounts/"+url.PathEscape(fl.String("account"))+"/usage?"+query.Encode(), nil)
+			if err != nil {
+				return code, err
+			}
+			if fl.Bool("json") {
+				return 0, printJSON(out)
+			}
+			var rep meter.UsageReport
+			if err := json.Unmarshal(out, &rep); err != nil {
+				return exitRefused, fmt.Errorf("reading the answer: %v", err)
+			}
+			for _, b := range rep.Buckets {
+				fmt.Printf("%s  charged %10d  requests %8d ", b.Start.Format(time.RFC3339), b.Charged, b.Requests)
+				for _, line := range slices.Sorted(maps.Keys(b.Routes)) {
+					c := b.Routes[line]
+					fmt.Printf("  %s %d/%d", line, c.Charged, c.Requests)
+				}
+				fmt.Println()
+			}
+			return 0, nil
+		}),
+	}
+	usage.Flags().String("by", "hour", "the buckets: hour or day")
+	usage.Flags().String("from", "", "the first bucket to show starts at or after this RFC 3339 time")
+	usage.Flags().String("to", "", "the last bucket to show starts before this RFC 3339 time")
+
+	cmds := []*cobra.Command{transfer("credit"), transfer("debit"), balance, ledger, usage}
 	for _, cmd := range cmds {
 		cmd.Flags().String("account", "", "the account id")
 		cmd.Flags().Bool("json", false, "print the API's JSON answer")

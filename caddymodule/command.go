@@ -19,7 +19,7 @@ func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "tollgate",
 		Usage: "<command> [flags]",
-		Short: "Tollgate's commands: credit, debit, balance, ledger, accounts, verify and token",
+		Short: "Tollgate's commands: credit, debit, balance, ledger, usage, accounts, verify and token",
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(tokenCommand())
 			cmd.AddCommand(operatorCommands()...)
@@ -29,7 +29,7 @@ func init() {
 
 // Subcommands lists the tollgate subcommands, which the tollgate binary also
 // runs without the tollgate prefix.
-var Subcommands = []string{"credit", "debit", "balance", "ledger", "accounts", "verify", "token"}
+var Subcommands = []string{"credit", "debit", "balance", "ledger", "usage", "accounts", "verify", "token"}
 
 func tokenCommand() *cobra.Command {
 	var (

@@ -49,7 +49,8 @@ type Price struct {
 	// every request.
 	MatcherSetsRaw caddyhttp.RawMatcherSets `json:"match,omitempty" caddy:"namespace=http.matchers"`
 
-	// Route names the price in the ledger. Default: the request's path.
+	// Route names the price in the ledger and in usage. Default: the
+	// request's path in the ledger, and "*" in usage.
 	Route string `json:"route,omitempty"`
 
 	// Amount is the tokens each matched request costs.
@@ -287,6 +288,15 @@ func (p *Price) route(r *http.Request) string {
 		return p.Route
 	}
 	return label(r.URL.Path)
+}
+
+// line is the name usage counts the price's requests under: its route, or
+// "*". Unlike a path, it is bounded by the config.
+func (p *Price) line() string {
+	if p.Route != "" {
+		return p.Route
+	}
+	return meter.DefaultLine
 }
 
 // label cuts a method or path the client chose to what the ledger records.

@@ -23,7 +23,7 @@ func (h *Handler) pay(ctx context.Context, rw *responseWriter, r *http.Request, 
 	route, method := price.route(r), label(r.Method)
 	leases := h.app.leases
 	if leases != nil {
-		if t, ok := leases.Take(account, method, route, price.Amount); ok {
+		if t, ok := leases.Take(account, method, route, price.line(), price.Amount); ok {
 			countPaid.Inc()
 			l := &leased{t: t}
 			h.paid(&l.perRequest, rw, r, t.Op(), price.Amount, t.Balance())
@@ -36,6 +36,7 @@ func (h *Handler) pay(ctx context.Context, rw *responseWriter, r *http.Request, 
 		Amount:  price.Amount,
 		Method:  method,
 		Route:   route,
+		Line:    price.line(),
 		Bonus:   h.app.SignupBonus,
 	}
 	start := time.Now()
@@ -231,6 +232,7 @@ func (h *Handler) hold(ctx context.Context, rw *responseWriter, r *http.Request,
 		TTL:     h.app.holdExpiry(),
 		Method:  label(r.Method),
 		Route:   price.route(r),
+		Line:    price.line(),
 		Bonus:   h.app.SignupBonus,
 	}
 	start := time.Now()

@@ -31,7 +31,7 @@ func leaseAccount(b *testing.B, m *lease.Manager, account string) {
 		m.Observe(account, meter.MaxAmount/2, 1)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		if t, ok := m.Take(account, "GET", "/x", 1); ok {
+		if t, ok := m.Take(account, "GET", "/x", "*", 1); ok {
 			t.Done()
 			return
 		}
@@ -51,7 +51,7 @@ func BenchmarkTake(b *testing.B) {
 	leaseAccount(b, m, "hot")
 	b.ReportAllocs()
 	for b.Loop() {
-		t, ok := m.Take("hot", "GET", "/x", 1)
+		t, ok := m.Take("hot", "GET", "/x", "*", 1)
 		if !ok {
 			b.Fatal("the lease did not pay")
 		}

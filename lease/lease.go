@@ -37,16 +37,16 @@ type lease struct {
 	avail    int64
 	tickets  int64 // requests that hold a ticket of this lease
 	spent    map[tally]*meter.LeaseCharge
-	refunds  map[int64]*meter.LeaseRefund // by the call that charged them
-	balance  int64                        // the store's available balance, as last seen
-	lastAck  time.Time                    // when the last acknowledged call was first sent
-	callSent time.Time                    // when the call in flight was first sent
-	started  time.Time                    // when the first call was first sent
-	lastFill time.Time                    // when the rate was last measured
-	lastAsk  time.Time                    // when a request last asked the lease to pay
-	asked    int64                        // tokens asked of the lease since lastFill, paid or not
-	rate     float64                      // tokens asked per second, smoothed
-	largest  int64                        // the largest price asked of it
+	refunds  map[refundKey]*meter.LeaseRefund
+	balance  int64     // the store's available balance, as last seen
+	lastAck  time.Time // when the last acknowledged call was first sent
+	callSent time.Time // when the call in flight was first sent
+	started  time.Time // when the first call was first sent
+	lastFill time.Time // when the rate was last measured
+	lastAsk  time.Time // when a request last asked the lease to pay
+	asked    int64     // tokens asked of the lease since lastFill, paid or not
+	rate     float64   // tokens asked per second, smoothed
+	largest  int64     // the largest price asked of it
 
 	smu       sync.Mutex
 	queue     []salvaged // calls a closed lease sends in the background, in order
@@ -67,8 +67,15 @@ const (
 // that a lease pays for between two calls.
 const maxTallies = 64
 
-// tally is what a lease's charge entry is by: method and route.
-type tally struct{ method, route string }
+// tally is what a lease's charge entry is by: method, route and price line.
+type tally struct{ method, route, line string }
+
+// refundKey is what a lease's refund entry is by: the call that charged
+// the requests, and their price line.
+type refundKey struct {
+	seq  int64
+	line string
+}
 
 // newLease returns a lease about to be taken on an account whose balance was
 // last seen at balance, after a request for amount.
@@ -77,7 +84,7 @@ func newLease(m *Manager, account string, balance, amount int64) *lease {
 		m: m, account: account, op: newOp(),
 		balance: balance, largest: amount, asked: amount,
 		spent:   map[tally]*meter.LeaseCharge{},
-		refunds: map[int64]*meter.LeaseRefund{},
+		refunds: map[refundKey]*meter.LeaseRefund{},
 	}
 	l.epochOp = meter.EpochOp(l.op, 2)
 	return l
@@ -86,7 +93,7 @@ func newLease(m *Manager, account string, balance, amount int64) *lease {
 // take pays amount from the lease, if it can pay it now: the lease's next
 // call charges it. When the lease holds too little, it reports that a call
 // should grow it now rather than at the next flush.
-func (l *lease) take(method, route string, amount int64) (t Ticket, ok, grow bool) {
+func (l *lease) take(method, route, line string, amount int64) (t Ticket, ok, grow bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.asked += amount
@@ -98,11 +105,11 @@ func (l *lease) take(method, route string, amount int64) (t Ticket, ok, grow boo
 	if l.avail < amount {
 		return Ticket{}, false, !l.busy && time.Since(l.lastFill) >= l.m.cfg.Flush/8
 	}
-	if len(method) > meter.MaxLabel || len(route) > meter.MaxLabel {
+	if len(method) > meter.MaxLabel || len(route) > meter.MaxLabel || len(line) > meter.MaxLabel {
 		// The store would refuse the call that charges it.
 		return Ticket{}, false, false
 	}
-	k := tally{method, route}
+	k := tally{method, route, line}
 	ch := l.spent[k]
 	if ch == nil {
 		if len(l.spent) >= maxTallies {
@@ -110,7 +117,7 @@ func (l *lease) take(method, route string, amount int64) (t Ticket, ok, grow boo
 			// this many, requests are charged on their own.
 			return Ticket{}, false, false
 		}
-		ch = &meter.LeaseCharge{Method: method, Route: route}
+		ch = &meter.LeaseCharge{Method: method, Route: route, Line: line}
 		l.spent[k] = ch
 	}
 	l.avail -= amount
@@ -197,7 +204,7 @@ func (l *lease) fill(c *meter.Lease) {
 		c.Charges = append(c.Charges, *ch)
 	}
 	slices.SortFunc(c.Charges, func(a, b meter.LeaseCharge) int {
-		return strings.Compare(a.Method+" "+a.Route, b.Method+" "+b.Route)
+		return cmp.Or(strings.Compare(a.Method, b.Method), strings.Compare(a.Route, b.Route), strings.Compare(a.Line, b.Line))
 	})
 	clear(l.spent)
 	c.Refunds = l.takeRefunds()
@@ -239,10 +246,12 @@ func (l *lease) takeRefunds() []meter.LeaseRefund {
 	for _, rf := range l.refunds {
 		refunds = append(refunds, *rf)
 	}
-	slices.SortFunc(refunds, func(a, b meter.LeaseRefund) int { return cmp.Compare(a.Seq, b.Seq) })
+	slices.SortFunc(refunds, func(a, b meter.LeaseRefund) int {
+		return cmp.Or(cmp.Compare(a.Seq, b.Seq), strings.Compare(a.Line, b.Line))
+	})
 	refunds = refunds[:min(len(refunds), meter.MaxLeaseParts)]
 	for _, rf := range refunds {
-		delete(l.refunds, rf.Seq)
+		delete(l.refunds, refundKey{rf.Seq, rf.Line})
 	}
 	return refunds
 }

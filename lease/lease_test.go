@@ -21,7 +21,7 @@ var leased atomic.Int64
 // from the lease, or charge it on its own, waiting for leases to drain
 // before refusing it. It reports whether the request was paid.
 func gateway(t *testing.T, m *lease.Manager, s meter.Store, account string, price int64, n *atomic.Int64) bool {
-	if tk, ok := m.Take(account, "GET", "/x", price); ok {
+	if tk, ok := m.Take(account, "GET", "/x", "*", price); ok {
 		leased.Add(1)
 		tk.Done()
 		return true
@@ -142,7 +142,7 @@ func leasedTicket(t *testing.T, m *lease.Manager, s meter.Store, account string)
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for i := 0; time.Now().Before(deadline); i++ {
-		if tk, ok := m.Take(account, "POST", "/y", 5); ok {
+		if tk, ok := m.Take(account, "POST", "/y", "*", 5); ok {
 			return tk
 		}
 		// Requests charged on their own, fast enough to be worth a lease.
@@ -251,13 +251,13 @@ func TestLongLabels(t *testing.T) {
 	m := newManager(t, s, lease.Config{MinBalance: 1000, Lost: func(n int64) { lost.Add(n) }})
 	tk := leasedTicket(t, m, s, account)
 	tk.Done()
-	if _, ok := m.Take(account, "GET", "/"+strings.Repeat("x", meter.MaxLabel), 1); ok {
+	if _, ok := m.Take(account, "GET", "/"+strings.Repeat("x", meter.MaxLabel), "*", 1); ok {
 		t.Fatal("a lease paid a request whose route the store would refuse")
 	}
-	if _, ok := m.Take(account, strings.Repeat("M", meter.MaxLabel+1), "/y", 1); ok {
+	if _, ok := m.Take(account, strings.Repeat("M", meter.MaxLabel+1), "/y", "*", 1); ok {
 		t.Fatal("a lease paid a request whose method the store would refuse")
 	}
-	other, ok := m.Take(account, "GET", "/y", 1)
+	other, ok := m.Take(account, "GET", "/y", "*", 1)
 	if !ok {
 		t.Fatal("the lease stopped paying")
 	}
@@ -295,7 +295,7 @@ func TestRefundAfterLeaseGone(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the lease was not found gone within 5s")
 		}
-		if _, ok := m.Take(account, "POST", "/y", 5); !ok {
+		if _, ok := m.Take(account, "POST", "/y", "*", 5); !ok {
 			break
 		}
 	}
@@ -325,7 +325,7 @@ func TestIdleLeaseDrains(t *testing.T) {
 	tk.Done()
 	// A burst of requests leaves the lease's rate high as it goes quiet.
 	for range 200 {
-		if tk, ok := a.Take(account, "POST", "/y", 1); ok {
+		if tk, ok := a.Take(account, "POST", "/y", "*", 1); ok {
 			tk.Done()
 		}
 	}
@@ -382,7 +382,7 @@ func TestLeaseFollowsStore(t *testing.T) {
 	tk.Done()
 	paid := int64(5)
 	for {
-		tk, ok := m.Take(account, "POST", "/y", 1)
+		tk, ok := m.Take(account, "POST", "/y", "*", 1)
 		if !ok {
 			break
 		}

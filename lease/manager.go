@@ -133,13 +133,13 @@ func (m *Manager) start() {
 // Take pays amount from the account's lease, if it has one that can pay it
 // now. A Ticket that is not ok pays nothing: the request is charged on its
 // own.
-func (m *Manager) Take(account, method, route string, amount int64) (Ticket, bool) {
+func (m *Manager) Take(account, method, route, line string, amount int64) (Ticket, bool) {
 	v, ok := m.leases.Load(account)
 	if !ok {
 		return Ticket{}, false
 	}
 	l := v.(*lease)
-	t, ok, grow := l.take(method, route, amount)
+	t, ok, grow := l.take(method, route, line, amount)
 	if grow {
 		m.kick(l)
 	}

@@ -46,7 +46,7 @@ func (t *Ticket) Unpay() {
 		// The lease closed before a call charged the ticket: nothing was
 		// charged, and Lost counted it.
 	case l.phase == closed:
-		l.salvage(nil, []meter.LeaseRefund{{Seq: t.seq, Amount: t.amount, Count: 1}})
+		l.salvage(nil, []meter.LeaseRefund{{Seq: t.seq, Line: t.k.line, Amount: t.amount, Count: 1}})
 	case t.seq == l.seq+1:
 		// Not charged yet: take it out of what the next call charges.
 		ch := l.spent[t.k]
@@ -56,10 +56,11 @@ func (t *Ticket) Unpay() {
 		}
 		l.avail += t.amount
 	default:
-		rf := l.refunds[t.seq]
+		k := refundKey{t.seq, t.k.line}
+		rf := l.refunds[k]
 		if rf == nil {
-			rf = &meter.LeaseRefund{Seq: t.seq}
-			l.refunds[t.seq] = rf
+			rf = &meter.LeaseRefund{Seq: t.seq, Line: t.k.line}
+			l.refunds[k] = rf
 		}
 		rf.Amount += t.amount
 		rf.Count++

@@ -71,6 +71,10 @@ type memAccount struct {
 	nextSweep int64 // when forgotten ops are next removed, in ms
 	credits   map[string]*memTransfer
 	debits    map[string]*memTransfer
+
+	// usage is what the account spent, by period (Hourly and Daily), bucket
+	// index and line.
+	usage [Daily + 1]map[int64]map[string]UsageCount
 }
 
 // memHold is an open hold.
@@ -87,6 +91,7 @@ type memOp struct {
 	cancelled bool
 	forgetAt  int64   // ms; 0 while the hold is open
 	first     Receipt // the charge or hold
+	line      string  // the price line usage counts it under
 	steps     *memSteps
 	lease     *memLease
 }
@@ -144,8 +149,9 @@ func (m *Memory) Charge(ctx context.Context, c Charge) (Receipt, error) {
 		}
 		a.charged += c.Amount
 		a.add(m.config(), now, Entry{Kind: KindCharge, Amount: c.Amount, Op: c.Op, Detail: Detail{Method: c.Method, Route: c.Route}})
+		a.use(now, c.Line, c.Amount, 1)
 		r = Receipt{Amount: c.Amount, Balance: a.balance()}
-		a.ops[c.Op] = &memOp{kind: 'c', state: 'c', first: r, forgetAt: now + m.cfg.OpRetention.Milliseconds()}
+		a.ops[c.Op] = &memOp{kind: 'c', state: 'c', first: r, line: c.Line, forgetAt: now + m.cfg.OpRetention.Milliseconds()}
 		return nil
 	})
 	return r, err
@@ -180,7 +186,7 @@ func (m *Memory) Hold(ctx context.Context, h Hold) (Receipt, error) {
 		a.holds[h.Op] = &memHold{amount: add, expires: expires}
 		a.add(m.config(), now, Entry{Kind: KindHold, Amount: add, Op: h.Op, Detail: Detail{Method: h.Method, Route: h.Route}})
 		r = Receipt{Amount: add, Held: add, Balance: a.balance(), Expires: time.UnixMilli(expires).UTC()}
-		a.ops[h.Op] = &memOp{kind: 'h', state: 'o', first: r, steps: &memSteps{method: h.Method, route: h.Route}}
+		a.ops[h.Op] = &memOp{kind: 'h', state: 'o', first: r, line: h.Line, steps: &memSteps{method: h.Method, route: h.Route}}
 		return nil
 	})
 	return r, err
@@ -251,6 +257,7 @@ func (m *Memory) Settle(ctx context.Context, s Settle) (Receipt, error) {
 		a.held -= hold.amount
 		a.charged += s.Amount
 		a.add(m.config(), now, Entry{Kind: KindSettle, Amount: s.Amount, Op: s.Op, Detail: Detail{Released: released, CutOff: s.CutOff}})
+		a.use(now, op.line, s.Amount, 1)
 		r = Receipt{Amount: s.Amount, Released: released, Balance: a.balance()}
 		st := op.more()
 		op.state, st.settle, st.settled = 's', s, r
@@ -322,6 +329,7 @@ func (m *Memory) Refund(ctx context.Context, rf Refund) (Receipt, error) {
 		}
 		a.refunded += rf.Amount
 		a.add(m.config(), now, Entry{Kind: KindRefund, Amount: rf.Amount, Op: rf.Op, Detail: Detail{Reason: rf.Reason}})
+		a.use(now, op.line, -rf.Amount, whole(rf.Amount, charged))
 		r = Receipt{Amount: rf.Amount, Balance: a.balance()}
 		st.refund, st.refunds = &rf, r
 		return nil
@@ -356,6 +364,7 @@ func (m *Memory) Cancel(ctx context.Context, c Cancel) (Receipt, error) {
 			if back := charged - op.refunded(); back > 0 {
 				a.refunded += back
 				a.add(m.config(), now, Entry{Kind: KindRefund, Amount: back, Op: c.Op, Detail: Detail{Reason: ReasonNotForwarded}})
+				a.use(now, op.line, -back, -1)
 				r.Amount = back
 			}
 		}
@@ -424,7 +433,7 @@ func (m *Memory) Account(ctx context.Context, rd Read) (Account, error) {
 		return Account{}, err
 	}
 	var acct Account
-	err := m.read(ctx, rd, func(a *memAccount) {
+	err := m.read(ctx, rd, func(a *memAccount, _ int64) {
 		acct = Account{
 			Account: a.id, Balance: a.balance(), Held: a.held,
 			Credited: a.credited, Charged: a.charged, Debited: a.debited, Refunded: a.refunded,
@@ -440,7 +449,7 @@ func (m *Memory) Ledger(ctx context.Context, q LedgerQuery) (LedgerPage, error) 
 		return LedgerPage{}, err
 	}
 	page := LedgerPage{Account: q.Account, Entries: []Entry{}}
-	err := m.read(ctx, q.Read, func(a *memAccount) {
+	err := m.read(ctx, q.Read, func(a *memAccount, _ int64) {
 		n := len(a.ledger)
 		i := n - 1 // walk newest to oldest, as offsets from ledgerStart
 		if q.Before != "" {
@@ -513,15 +522,15 @@ func (m *Memory) Drain(context.Context) error { return nil }
 func (m *Memory) Close() error { return nil }
 
 // read runs fn on an account after releasing its expired holds, creating it
-// and recording the caller's arrival in Caller mode.
-func (m *Memory) read(ctx context.Context, rd Read, fn func(*memAccount)) error {
+// and recording the caller's arrival in Caller mode. fn gets the time in ms.
+func (m *Memory) read(ctx context.Context, rd Read, fn func(*memAccount, int64)) error {
 	return m.with(ctx, rd.Account, rd.Mode == Caller, false, func(a *memAccount, now int64) error {
 		if rd.Mode == Caller {
 			a.arrive(m.config(), rd.Bonus, now)
 		} else if !a.exists {
 			return fmt.Errorf("%w: account was never seen", ErrNotFound)
 		}
-		fn(a)
+		fn(a, now)
 		return nil
 	})
 }

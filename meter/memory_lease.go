@@ -109,11 +109,13 @@ func (m *Memory) spendLease(a *memAccount, now int64, op *memOp, hold *memHold, 
 		hold.amount -= c.Amount
 		a.add(cfg, now, Entry{Kind: KindCharge, Amount: c.Amount, Op: epoch,
 			Detail: Detail{Method: c.Method, Route: c.Route, Count: c.Count, Lease: l.Op}})
+		a.use(now, c.Line, c.Amount, c.Count)
 	}
 	for _, rf := range l.Refunds {
 		a.refunded += rf.Amount
 		a.add(cfg, now, Entry{Kind: KindRefund, Amount: rf.Amount, Op: EpochOp(l.Op, rf.Seq),
 			Detail: Detail{Reason: ReasonRefundOn, Count: rf.Count}})
+		a.use(now, rf.Line, -rf.Amount, -rf.Count)
 	}
 	op.lease.charged += charge
 	op.lease.refunded += refund
@@ -179,6 +181,7 @@ func (m *Memory) refundLapsed(a *memAccount, now int64, op *memOp, l Lease) (Lea
 		a.refunded += rf.Amount
 		a.add(m.config(), now, Entry{Kind: KindRefund, Amount: rf.Amount, Op: EpochOp(l.Op, rf.Seq),
 			Detail: Detail{Reason: ReasonRefundOn, Count: rf.Count}})
+		a.use(now, rf.Line, -rf.Amount, -rf.Count)
 	}
 	op.lease.refunded += refund
 	r := LeaseReceipt{Refunded: refund, Balance: a.balance()}

@@ -94,6 +94,9 @@ type Store interface {
 	// Ledger reads a page of an account's ledger, newest first.
 	Ledger(ctx context.Context, q LedgerQuery) (LedgerPage, error)
 
+	// Usage reads what an account spent, in hourly or daily buckets.
+	Usage(ctx context.Context, q UsageQuery) (UsageReport, error)
+
 	// Accounts lists accounts. Every account that exists for the whole walk
 	// appears at least once; a page may be empty while Next is still set.
 	Accounts(ctx context.Context, cursor string, limit int) (AccountPage, error)
@@ -134,6 +137,7 @@ type Charge struct {
 	Amount  int64
 	Method  string // recorded in the ledger entry
 	Route   string // recorded in the ledger entry
+	Line    string // the price line usage counts it under; "" for DefaultLine
 	Bonus   int64  // sign-up bonus credited if this is the caller's arrival
 }
 
@@ -146,6 +150,7 @@ type Hold struct {
 	TTL     time.Duration // the hold expires TTL after it was last extended
 	Method  string
 	Route   string
+	Line    string // the price line usage counts its settle under
 	Bonus   int64
 }
 
@@ -193,19 +198,21 @@ type Lease struct {
 	Drain time.Duration
 }
 
-// LeaseCharge is what one method and route spent from a lease: Count
-// requests for Amount tokens.
+// LeaseCharge is what one method, route and price line spent from a lease:
+// Count requests for Amount tokens.
 type LeaseCharge struct {
 	Method string
 	Route  string
+	Line   string
 	Amount int64
 	Count  int64
 }
 
-// LeaseRefund gives back Amount, for Count requests, of what the lease's call
-// Seq charged.
+// LeaseRefund gives back Amount, for Count requests of the price line Line,
+// of what the lease's call Seq charged.
 type LeaseRefund struct {
 	Seq    int64
+	Line   string
 	Amount int64
 	Count  int64
 }

@@ -147,7 +147,7 @@ func newRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 }
 
 // keyNames are the names of an account's keys, in the scripts' order.
-var keyNames = [...]string{"acct", "ledger", "holds", "expiry"}
+var keyNames = [...]string{"acct", "ledger", "holds", "expiry", "usage"}
 
 // keys returns the account's keys, and the record key when record is given.
 // They share one allocation. The account id is valid, so at most 128 bytes.
@@ -160,7 +160,7 @@ func (s *Redis) keys(account, record string) []string {
 		n++
 	}
 	var b strings.Builder
-	b.Grow(n*(len(s.prefix)+len(enc)+4) + len("acctledgerholdsexpiry") + len(record))
+	b.Grow(n*(len(s.prefix)+len(enc)+4) + len("acctledgerholdsexpiryusage") + len(record))
 	var ends [len(keyNames) + 1]int
 	for i := range n {
 		b.WriteString(s.prefix)

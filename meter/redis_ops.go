@@ -18,7 +18,7 @@ func (s *Redis) Charge(ctx context.Context, c Charge) (Receipt, error) {
 		return Receipt{}, err
 	}
 	reply, err := s.run(ctx, scriptCharge, s.keys(c.Account, "op:"+c.Op), true,
-		c.Op, c.Amount, c.Bonus, c.Method, c.Route)
+		c.Op, c.Amount, c.Bonus, c.Method, c.Route, c.Line)
 	if err = s.unreplicated(err); err != nil {
 		s.cancelIfUnknown(err, c.Account, c.Op)
 		return Receipt{}, err
@@ -32,7 +32,7 @@ func (s *Redis) Hold(ctx context.Context, h Hold) (Receipt, error) {
 		return Receipt{}, err
 	}
 	reply, err := s.run(ctx, scriptHold, s.keys(h.Account, "op:"+h.Op), true,
-		h.Op, h.Max, h.Min, h.TTL.Milliseconds(), h.Bonus, h.Method, h.Route)
+		h.Op, h.Max, h.Min, h.TTL.Milliseconds(), h.Bonus, h.Method, h.Route, h.Line)
 	if err = s.unreplicated(err); err != nil {
 		s.cancelIfUnknown(err, h.Account, h.Op)
 		return Receipt{}, err
@@ -93,14 +93,14 @@ func (s *Redis) Lease(ctx context.Context, l Lease) (LeaseReceipt, error) {
 	if l.Close {
 		closing = "1"
 	}
-	args := make([]any, 0, 9+4*len(l.Charges)+3*len(l.Refunds))
+	args := make([]any, 0, 9+5*len(l.Charges)+4*len(l.Refunds))
 	args = append(args, l.Op, l.Seq, l.TTL.Milliseconds(), l.Grow, l.Shrink, closing,
 		l.Drain.Milliseconds(), len(l.Charges), len(l.Refunds))
 	for _, c := range l.Charges {
-		args = append(args, c.Method, c.Route, c.Amount, c.Count)
+		args = append(args, c.Method, c.Route, c.Line, c.Amount, c.Count)
 	}
 	for _, r := range l.Refunds {
-		args = append(args, r.Seq, r.Amount, r.Count)
+		args = append(args, r.Seq, r.Line, r.Amount, r.Count)
 	}
 	reply, err := s.run(ctx, scriptLease, s.keys(l.Account, "op:"+l.Op), true, args...)
 	if err = s.unreplicated(err); err != nil {
@@ -244,6 +244,40 @@ func (s *Redis) Ledger(ctx context.Context, q LedgerQuery) (LedgerPage, error) {
 		page.Entries = append(page.Entries, e)
 	}
 	return page, nil
+}
+
+// Usage reads what an account spent; see Store.
+func (s *Redis) Usage(ctx context.Context, q UsageQuery) (UsageReport, error) {
+	if err := q.validate(); err != nil {
+		return UsageReport{}, err
+	}
+	period := "h"
+	if q.By == Daily {
+		period = "d"
+	}
+	reply, err := s.run(ctx, scriptUsage, s.keys(q.Account, ""), false, q.Mode.String(), q.Bonus, period)
+	if err != nil {
+		return UsageReport{}, err
+	}
+	raw, _ := reply[2].([]any)
+	buckets := make(map[int64]map[string]UsageCount, len(raw))
+	for _, item := range raw {
+		b, _ := item.([]any)
+		if len(b) != 2 {
+			return UsageReport{}, fmt.Errorf("%w: malformed usage bucket", ErrUnavailable)
+		}
+		i, _ := b[0].(int64)
+		lines, _ := b[1].([]any)
+		routes := make(map[string]UsageCount, len(lines)/3)
+		for j := 0; j+2 < len(lines); j += 3 {
+			name, _ := lines[j].(string)
+			charged, _ := lines[j+1].(int64)
+			requests, _ := lines[j+2].(int64)
+			routes[name] = UsageCount{Charged: charged, Requests: requests}
+		}
+		buckets[i] = routes
+	}
+	return q.report(buckets, intAt(reply, 1)), nil
 }
 
 // parseEntry reads a ledger entry as XREVRANGE gives it.

@@ -22,12 +22,14 @@ var (
 	scriptAccount  = loadScript("account")
 	scriptLedger   = loadScript("ledger")
 	scriptLease    = loadScript("lease")
+	scriptUsage    = loadScript("usage")
 )
 
 // scripts are all the scripts, for LoadScripts.
 var scripts = []*redis.Script{
 	scriptCharge, scriptHold, scriptExtend, scriptSettle, scriptRelease,
 	scriptRefund, scriptCancel, scriptTransfer, scriptAccount, scriptLedger, scriptLease,
+	scriptUsage,
 }
 
 func loadScript(name string) *redis.Script {

@@ -102,6 +102,9 @@ func (c Charge) validate() error {
 	if err := checkLabel("method", c.Method); err != nil {
 		return err
 	}
+	if err := checkLabel("line", c.Line); err != nil {
+		return err
+	}
 	return checkLabel("route", c.Route)
 }
 
@@ -125,6 +128,9 @@ func (h Hold) validate() error {
 		return err
 	}
 	if err := checkLabel("method", h.Method); err != nil {
+		return err
+	}
+	if err := checkLabel("line", h.Line); err != nil {
 		return err
 	}
 	return checkLabel("route", h.Route)
@@ -228,6 +234,9 @@ func (l Lease) validate() error {
 		if err := checkLabel("route", c.Route); err != nil {
 			return err
 		}
+		if err := checkLabel("line", c.Line); err != nil {
+			return err
+		}
 		if charged += c.Amount; charged > MaxAmount {
 			return invalid("charges exceed 2^53-1")
 		}
@@ -240,6 +249,9 @@ func (l Lease) validate() error {
 			return err
 		}
 		if err := checkPositive("refund count", r.Count); err != nil {
+			return err
+		}
+		if err := checkLabel("line", r.Line); err != nil {
 			return err
 		}
 		if refunded += r.Amount; refunded > MaxAmount {

@@ -2,7 +2,7 @@
 -- account and records the caller's arrival, crediting the bonus; an
 -- operator's read never creates one.
 --
--- KEYS[1..4] the account (lib.lua).
+-- KEYS[1..5] the account (lib.lua).
 -- ARGV[1..3] common (lib.lua); ARGV[4] mode, "caller" or "operator";
 -- ARGV[5] sign-up bonus.
 --

@@ -3,7 +3,7 @@
 -- both with reason not_forwarded; an op that has not applied is tombstoned,
 -- so a later apply changes nothing. The account is not created.
 --
--- KEYS[1..4] the account (lib.lua); KEYS[5] the op record.
+-- KEYS[1..5] the account (lib.lua); KEYS[6] the op record.
 -- ARGV[1..3] common (lib.lua); ARGV[4] op.
 --
 -- Reply: {'OK', given back, 0, balance, 0, 0, replayed}, or an error reply
@@ -35,6 +35,7 @@ local function run()
 		if back > 0 then
 			A.rf = A.rf + back
 			entry('refund', back, op, 'rs', 'not_forwarded')
+			use(rec.u or '', -back, -1)
 		else
 			back = 0
 		end

@@ -1,8 +1,9 @@
 -- charge.lua: takes a request's price from the account's balance.
 --
--- KEYS[1..4] the account (lib.lua); KEYS[5] the op record.
+-- KEYS[1..5] the account (lib.lua); KEYS[6] the op record.
 -- ARGV[1..3] common (lib.lua); ARGV[4] op; ARGV[5] amount; ARGV[6] sign-up
--- bonus; ARGV[7] method; ARGV[8] route.
+-- bonus; ARGV[7] method; ARGV[8] route; ARGV[9] the price line usage
+-- counts it under.
 --
 -- Reply: {'OK', charged, 0, balance, 0, 0, replayed}, or an error reply
 -- (lib.lua). A repeated op replies with its first result.
@@ -34,7 +35,8 @@ local function run()
 	end
 	A.ch = A.ch + amount
 	entry('charge', amount, op, 'm', ARGV[7], 'r', ARGV[8])
-	store({k = 'c', a = amount, b = balance()}, OPTTL)
+	use(ARGV[9], amount, 1)
+	store({k = 'c', a = amount, b = balance(), u = ARGV[9]}, OPTTL)
 	return receipt(amount, 0, balance(), 0, 0, false)
 end
 

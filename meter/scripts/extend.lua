@@ -2,7 +2,7 @@
 -- renews its expiry. max 0 only renews. A renewal that adds nothing writes no
 -- ledger entry.
 --
--- KEYS[1..4] the account (lib.lua); KEYS[5] the op record.
+-- KEYS[1..5] the account (lib.lua); KEYS[6] the op record.
 -- ARGV[1..3] common (lib.lua); ARGV[4] op; ARGV[5] sequence number;
 -- ARGV[6] max; ARGV[7] min; ARGV[8] ttl in ms.
 --

@@ -1,9 +1,10 @@
 -- hold.lua: sets aside up to max tokens, and at least min, for a request
 -- whose final price is not known yet.
 --
--- KEYS[1..4] the account (lib.lua); KEYS[5] the op record.
+-- KEYS[1..5] the account (lib.lua); KEYS[6] the op record.
 -- ARGV[1..3] common (lib.lua); ARGV[4] op; ARGV[5] max; ARGV[6] min;
--- ARGV[7] ttl in ms; ARGV[8] sign-up bonus; ARGV[9] method; ARGV[10] route.
+-- ARGV[7] ttl in ms; ARGV[8] sign-up bonus; ARGV[9] method; ARGV[10] route;
+-- ARGV[11] the price line usage counts its settle under.
 --
 -- Reply: {'OK', held, held, balance, 0, expires, replayed}, or an error
 -- reply (lib.lua). A repeated op replies with its first result.
@@ -42,7 +43,7 @@ local function run()
 	redis.call('HSET', KEYS[3], op, fmt(add))
 	schedule(op, expires)
 	entry('hold', add, op, 'm', ARGV[9], 'r', ARGV[10])
-	store({k = 'h', s = 'o', a = add, b = balance(), e = expires, m = ARGV[9], r = ARGV[10], q = 0}, ttl + OPTTL)
+	store({k = 'h', s = 'o', a = add, b = balance(), e = expires, m = ARGV[9], r = ARGV[10], u = ARGV[11], q = 0}, ttl + OPTTL)
 	return receipt(add, add, balance(), 0, expires, false)
 end
 

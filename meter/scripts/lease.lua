@@ -1,13 +1,14 @@
 -- lease.lua: takes, spends, resizes, renews and closes a gateway's lease, a
 -- hold that one gateway spends locally, request by request.
 --
--- KEYS[1..4] the account (lib.lua); KEYS[5] the lease's record.
+-- KEYS[1..5] the account (lib.lua); KEYS[6] the lease's record.
 -- ARGV[1..3] common (lib.lua); ARGV[4] op; ARGV[5] sequence number;
 -- ARGV[6] ttl in ms; ARGV[7] grow (add up to this many tokens); ARGV[8]
 -- shrink (give back exactly this many); ARGV[9] close, "0" or "1"; ARGV[10]
 -- drain window in ms; ARGV[11] the number of charges; ARGV[12] the number
--- of refunds; then each charge as method, route, amount, count; then each
--- refund as the sequence number of the call that charged it, amount, count.
+-- of refunds; then each charge as method, route, price line, amount, count;
+-- then each refund as the sequence number of the call that charged it, price
+-- line, amount, count. Usage counts each charge and refund under its line.
 --
 -- Sequence number 1 takes the lease: it holds up to grow tokens, at least
 -- 1, from the balance. Each later call charges its charges from the lease,
@@ -46,27 +47,27 @@ local function run()
 	if close ~= '0' and close ~= '1' then
 		return invalid('close must be 0 or 1')
 	end
-	if not drain or not nc or not nr or #ARGV ~= 12 + 4 * nc + 3 * nr then
+	if not drain or not nc or not nr or #ARGV ~= 12 + 5 * nc + 4 * nr then
 		return invalid('bad drain window or counts of charges and refunds')
 	end
 	local charges, refunds, charge, refund = {}, {}, 0, 0
 	for i = 0, nc - 1 do
-		local b = 13 + 4 * i
-		local amount, count = int(ARGV[b + 2]), int(ARGV[b + 3])
+		local b = 13 + 5 * i
+		local amount, count = int(ARGV[b + 3]), int(ARGV[b + 4])
 		if not amount or amount < 1 or not count or count < 1 then
 			return invalid('a charge needs a positive amount and count')
 		end
 		charge = charge + amount
-		charges[#charges + 1] = {ARGV[b], ARGV[b + 1], amount, count}
+		charges[#charges + 1] = {ARGV[b], ARGV[b + 1], amount, count, ARGV[b + 2]}
 	end
 	for i = 0, nr - 1 do
-		local b = 13 + 4 * nc + 3 * i
-		local rseq, amount, count = int(ARGV[b]), int(ARGV[b + 1]), int(ARGV[b + 2])
+		local b = 13 + 5 * nc + 4 * i
+		local rseq, amount, count = int(ARGV[b]), int(ARGV[b + 2]), int(ARGV[b + 3])
 		if not rseq or rseq < 2 or rseq >= seq or not amount or amount < 1 or not count or count < 1 then
 			return invalid('a refund needs an earlier call, a positive amount and count')
 		end
 		refund = refund + amount
-		refunds[#refunds + 1] = {rseq, amount, count}
+		refunds[#refunds + 1] = {rseq, amount, count, ARGV[b + 1]}
 	end
 	if charge > MAX or refund > MAX then
 		return invalid('charges or refunds exceed 2^53-1')
@@ -137,11 +138,13 @@ local function run()
 		local c = charges[i]
 		A.ch, A.hd, held = A.ch + c[3], A.hd - c[3], held - c[3]
 		entry('charge', c[3], op .. fmt(seq), 'm', c[1], 'r', c[2], 'n', fmt(c[4]), 'l', op)
+		use(c[5], c[3], c[4])
 	end
 	for i = 1, #refunds do
 		local r = refunds[i]
 		A.rf = A.rf + r[2]
 		entry('refund', r[2], op .. fmt(r[1]), 'rs', 'refund_on', 'n', fmt(r[3]))
+		use(r[4], -r[2], -r[3])
 	end
 	rec.tc, rec.tr = rec.tc + charge, rec.tr + refund
 	local added, released, expires = 0, 0, 0

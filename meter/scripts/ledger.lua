@@ -1,7 +1,7 @@
 -- ledger.lua: reads a page of an account's ledger, newest first, as
 -- account.lua reads the account.
 --
--- KEYS[1..4] the account (lib.lua).
+-- KEYS[1..5] the account (lib.lua).
 -- ARGV[1..3] common (lib.lua); ARGV[4] mode, "caller" or "operator";
 -- ARGV[5] sign-up bonus; ARGV[6] the entry id to read before (exclusive), or
 -- "" for the newest; ARGV[7] how many entries to read.

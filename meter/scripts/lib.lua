@@ -13,7 +13,10 @@
 --           covers) and l (the lease a charge was paid from)
 --   KEYS[3] the open holds hash: op -> amount held
 --   KEYS[4] the hold expiry sorted set: op scored by its expiry in ms
---   KEYS[5] when a script names it, the record of a request op or of a
+--   KEYS[5] the usage hash: h<n> for the nth hour since the epoch and d<n>
+--           for the nth day, each a MessagePack map of price line ->
+--           {tokens charged, requests}, both net of refunds
+--   KEYS[6] when a script names it, the record of a request op or of a
 --           credit or debit id: a MessagePack map, so one GET reads it and
 --           one SET writes it with its time to live
 --
@@ -165,29 +168,62 @@ local function short(bal, price)
 	return {'INSUFFICIENT', bal, price, A.hd}
 end
 
+-- Usage buckets kept besides the current one: hours and days (usage.go).
+local PERIODS = {{'h', 3600000, 48}, {'d', 86400000, 90}}
+
+-- use adds charged tokens and requests (below 0 for a refund) to the
+-- account's usage of line, in the hour and the day of NOW. A new bucket
+-- drops those of its period that fell out of the retention.
+local function use(line, charged, requests)
+	if line == '' then
+		line = '*'
+	end
+	for _, p in ipairs(PERIODS) do
+		local n = math.floor(NOW / p[2])
+		local field = p[1] .. fmt(n)
+		local v = redis.call('HGET', KEYS[5], field)
+		local routes
+		if v then
+			routes = cmsgpack.unpack(v)
+		else
+			routes = {}
+			local fields = redis.call('HKEYS', KEYS[5])
+			for i = 1, #fields do
+				local f = fields[i]
+				if string.sub(f, 1, 1) == p[1] and tonumber(string.sub(f, 2)) <= n - p[3] - 1 then
+					redis.call('HDEL', KEYS[5], f)
+				end
+			end
+		end
+		local c = routes[line] or {0, 0}
+		routes[line] = {c[1] + charged, c[2] + requests}
+		redis.call('HSET', KEYS[5], field, cmsgpack.pack(routes))
+	end
+end
+
 -- receipt is the reply of a request operation.
 local function receipt(amount, held, bal, released, expires, replayed)
 	return {'OK', amount, held, bal, released, expires, replayed and 1 or 0}
 end
 
--- record reads the record in KEYS[5], or returns nil.
+-- record reads the record in KEYS[6], or returns nil.
 local function record()
-	local v = redis.call('GET', KEYS[5])
+	local v = redis.call('GET', KEYS[6])
 	if not v then
 		return nil
 	end
 	return cmsgpack.unpack(v)
 end
 
--- store writes the record in KEYS[5], to live ttl ms, or as long as it did
+-- store writes the record in KEYS[6], to live ttl ms, or as long as it did
 -- when ttl is nil, or for ever when ttl is 0.
 local function store(rec, ttl)
 	if ttl == nil then
-		redis.call('SET', KEYS[5], cmsgpack.pack(rec), 'KEEPTTL')
+		redis.call('SET', KEYS[6], cmsgpack.pack(rec), 'KEEPTTL')
 	elseif ttl == 0 then
-		redis.call('SET', KEYS[5], cmsgpack.pack(rec))
+		redis.call('SET', KEYS[6], cmsgpack.pack(rec))
 	else
-		redis.call('SET', KEYS[5], cmsgpack.pack(rec), 'PX', fmt(ttl))
+		redis.call('SET', KEYS[6], cmsgpack.pack(rec), 'PX', fmt(ttl))
 	end
 end
 

@@ -1,7 +1,7 @@
 -- refund.lua: gives back amount of what an op charged (a charge, or a
 -- settled hold), once per op.
 --
--- KEYS[1..4] the account (lib.lua); KEYS[5] the op record.
+-- KEYS[1..5] the account (lib.lua); KEYS[6] the op record.
 -- ARGV[1..3] common (lib.lua); ARGV[4] op; ARGV[5] amount; ARGV[6] reason,
 -- "refund_on" or "not_forwarded".
 --
@@ -48,6 +48,7 @@ local function run()
 	end
 	A.rf = A.rf + amount
 	entry('refund', amount, op, 'rs', reason)
+	use(rec.u or '', -amount, amount == charged and -1 or 0)
 	rec.fa, rec.fr, rec.fb = amount, reason, balance()
 	store(rec, nil)
 	return receipt(amount, 0, balance(), 0, 0, false)

@@ -1,6 +1,6 @@
 -- release.lua: releases an open hold in full.
 --
--- KEYS[1..4] the account (lib.lua); KEYS[5] the op record.
+-- KEYS[1..5] the account (lib.lua); KEYS[6] the op record.
 -- ARGV[1..3] common (lib.lua); ARGV[4] op; ARGV[5] reason, "refund_on" or
 -- "not_forwarded".
 --

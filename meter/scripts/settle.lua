@@ -1,7 +1,7 @@
 -- settle.lua: charges amount of an open hold, at most what it holds, and
 -- releases the rest, in one settle entry.
 --
--- KEYS[1..4] the account (lib.lua); KEYS[5] the op record.
+-- KEYS[1..5] the account (lib.lua); KEYS[6] the op record.
 -- ARGV[1..3] common (lib.lua); ARGV[4] op; ARGV[5] amount; ARGV[6] cut off,
 -- "0" or "1".
 --
@@ -42,6 +42,7 @@ local function run()
 	local released = closehold(op) - amount
 	A.ch = A.ch + amount
 	entry('settle', amount, op, 'rl', fmt(released), 'co', cutoff)
+	use(rec.u or '', amount, 1)
 	rec.s, rec.sa, rec.sc, rec.sr, rec.sb = 's', amount, cutoff, released, balance()
 	store(rec, OPTTL)
 	return receipt(amount, 0, balance(), released, 0, false)

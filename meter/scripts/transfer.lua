@@ -4,7 +4,7 @@
 -- record as it is, so that WAIT after it waits for the first write too. Ids are kept for the life
 -- of the account. A debit never takes the balance below 0.
 --
--- KEYS[1..4] the account (lib.lua); KEYS[5] the id's record.
+-- KEYS[1..5] the account (lib.lua); KEYS[6] the id's record.
 -- ARGV[1..3] common (lib.lua); ARGV[4] kind, "credit" or "debit"; ARGV[5] id;
 -- ARGV[6] amount; ARGV[7] reason; ARGV[8] by.
 --

@@ -1,7 +1,7 @@
 // Package storetest is the conformance suite that every meter.Store passes:
 // the arithmetic of every operation, idempotency, input validation, expiry,
 // the ledger, account isolation, verify, a property test against a model,
-// leases, and concurrency with exact totals.
+// leases, usage, and concurrency with exact totals.
 //
 // A store's test calls Run with a Factory that makes a fresh, empty store for
 // every case. Nothing here knows which store it tests: it sees the store only
@@ -81,6 +81,8 @@ func Run(t *testing.T, f Factory) {
 		{"LeaseEntryJSON", testLeaseEntryJSON},
 		{"ConcurrentLeaseCalls", testConcurrentLeaseCalls},
 		{"ConcurrentChargesBesideLease", testConcurrentChargesBesideLease},
+		{"Usage", testUsage},
+		{"UsageBuckets", testUsageBuckets},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, f) })
 	}
