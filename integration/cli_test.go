@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 	"github.com/tollgate-dev/tollgate/meter"
@@ -63,6 +64,22 @@ func TestCLI(t *testing.T) {
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 2 || !strings.Contains(lines[0], "debit") || !strings.Contains(lines[1], "credit") {
 		t.Errorf("ledger: %q exit %d", out, code)
 	}
+	for range 3 {
+		g.do(t, "GET", "/x", token(t, "alice"))
+	}
+	last, err := g.store.Ledger(context.Background(), meter.LedgerQuery{Read: meterRead("alice"), Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := last.Entries[0].Time.Truncate(24 * time.Hour).Format(time.RFC3339)
+	out, _, code = cli(t, g, "usage", "--account", "alice", "--by", "day")
+	if want := day + "  charged          3  requests        3   * 3/3\n"; code != 0 || out != want {
+		t.Errorf("usage --by day: %q exit %d, want %q", out, code, want)
+	}
+	out, _, code = cli(t, g, "usage", "--account", "alice", "--to", "2000-01-01T00:00:00Z", "--json")
+	if code != 0 || out != `{"account":"alice","by":"hour","buckets":[]}`+"\n" {
+		t.Errorf("usage --to 2000 --json: %q exit %d", out, code)
+	}
 
 	// Each failure has its own message and exit code, and changes nothing.
 	for _, c := range []struct {
@@ -79,13 +96,16 @@ func TestCLI(t *testing.T) {
 		{[]string{"balance", "--account", "nobody"}, "unknown account", 3},
 		{[]string{"ledger", "--account", "nobody"}, "unknown account", 3},
 		{[]string{"ledger", "--account", "alice", "--limit", "0"}, "bad --limit", 2},
+		{[]string{"usage", "--account", "nobody"}, "unknown account", 3},
+		{[]string{"usage", "--account", "alice", "--by", "week"}, "bad --by", 2},
+		{[]string{"usage", "--account", "alice", "--from", "monday"}, "bad --from", 2},
 	} {
 		_, errOut, code := cli(t, g, c.args...)
 		if code != c.code || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 			t.Errorf("%q: exit %d, stderr %q; want exit %d and one line with %q", c.args, code, errOut, c.code, c.want)
 		}
 	}
-	if a := g.account(t, "alice"); a.Balance != 990 || a.Credited != 1000 {
+	if a := g.account(t, "alice"); a.Balance != 987 || a.Credited != 1000 {
 		t.Errorf("failures changed the account: %+v", a)
 	}
 
@@ -95,7 +115,7 @@ func TestCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(tollgateBinary(t), "balance", "--account", "alice", "--config", file, "--adapter", "caddyfile")
-	if out, err := cmd.Output(); err != nil || !strings.HasPrefix(string(out), "alice: balance 990") {
+	if out, err := cmd.Output(); err != nil || !strings.HasPrefix(string(out), "alice: balance 987") {
 		t.Errorf("balance --config: %q, %v", out, err)
 	}
 
@@ -103,7 +123,7 @@ func TestCLI(t *testing.T) {
 	cmd = exec.Command(tollgateBinary(t), "balance", "--account", "alice", "--address", "127.0.0.1:1")
 	var errOut strings.Builder
 	cmd.Stderr = &errOut
-	err := cmd.Run()
+	err = cmd.Run()
 	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != 1 || !strings.Contains(errOut.String(), "cannot reach the admin API") {
 		t.Errorf("unreachable admin API: %v, %q", err, errOut.String())
 	}
