@@ -72,9 +72,9 @@ type memAccount struct {
 	credits   map[string]*memTransfer
 	debits    map[string]*memTransfer
 
-	// usage is what the account spent, by period (Hourly and Daily), bucket
-	// index and line.
-	usage [Daily + 1]map[int64]map[string]UsageCount
+	// usage is what the account spent, by period (Hourly and Daily): each
+	// period's cells in the order of their bucket.
+	usage [Daily + 1][]usageCell
 }
 
 // memHold is an open hold.

@@ -2,8 +2,15 @@ package meter
 
 import (
 	"context"
-	"maps"
+	"slices"
 )
+
+// usageCell is what one line spent in one bucket.
+type usageCell struct {
+	index int64 // the bucket's
+	line  string
+	UsageCount
+}
 
 // Usage reads what an account spent; see Store.
 func (m *Memory) Usage(ctx context.Context, q UsageQuery) (UsageReport, error) {
@@ -12,9 +19,12 @@ func (m *Memory) Usage(ctx context.Context, q UsageQuery) (UsageReport, error) {
 	}
 	var rep UsageReport
 	err := m.read(ctx, q.Read, func(a *memAccount, now int64) {
-		buckets := make(map[int64]map[string]UsageCount, len(a.usage[q.By]))
-		for i, routes := range a.usage[q.By] {
-			buckets[i] = maps.Clone(routes)
+		buckets := map[int64]map[string]UsageCount{}
+		for _, c := range a.usage[q.By] {
+			if buckets[c.index] == nil {
+				buckets[c.index] = map[string]UsageCount{}
+			}
+			buckets[c.index][c.line] = c.UsageCount
 		}
 		rep = q.report(buckets, now)
 	})
@@ -27,24 +37,31 @@ func (m *Memory) Usage(ctx context.Context, q UsageQuery) (UsageReport, error) {
 func (a *memAccount) use(now int64, ln string, charged, requests int64) {
 	ln = line(ln)
 	for _, p := range [...]Period{Hourly, Daily} {
-		if a.usage[p] == nil {
-			a.usage[p] = map[int64]map[string]UsageCount{}
-		}
 		i := p.index(now)
-		routes := a.usage[p][i]
-		if routes == nil {
-			for old := range a.usage[p] {
-				if old <= i-p.kept() {
-					delete(a.usage[p], old)
-				}
-			}
-			routes = map[string]UsageCount{}
-			a.usage[p][i] = routes
+		cells := a.usage[p]
+		// The bucket is the last one but for a clock that went back.
+		at := len(cells)
+		for at > 0 && cells[at-1].index > i {
+			at--
 		}
-		c := routes[ln]
-		c.Charged += charged
-		c.Requests += requests
-		routes[ln] = c
+		k := at - 1
+		for k >= 0 && cells[k].index == i && cells[k].line != ln {
+			k--
+		}
+		if k >= 0 && cells[k].index == i {
+			cells[k].Charged += charged
+			cells[k].Requests += requests
+			continue
+		}
+		if at == 0 || cells[at-1].index != i {
+			// A new bucket: forget those past the retention.
+			drop := 0
+			for drop < len(cells) && cells[drop].index <= i-p.kept() {
+				drop++
+			}
+			cells, at = slices.Delete(cells, 0, drop), at-drop
+		}
+		a.usage[p] = slices.Insert(cells, at, usageCell{index: i, line: ln, UsageCount: UsageCount{Charged: charged, Requests: requests}})
 	}
 }
 
