@@ -19,7 +19,8 @@ func init() {
 
 // AccountHandler serves callers their own account: …/balance,
 // …/ledger?limit=&before= and …/usage?by=&from=&to=, for the account their
-// token names and no other.
+// token names and no other, and …/prices, the site's price lines. Its
+// answers are never cached, and vary by the caller's credentials.
 // It routes on the tail of the path, so it works under any prefix. Only GET
 // and HEAD are served.
 type AccountHandler struct {
@@ -52,10 +53,12 @@ func (h *AccountHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 		return writeProblem(w, r, refusedCredentials(err))
 	}
 	r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set("http.auth.user.id", account)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Vary", "Authorization, Cookie")
 	rd := meter.Read{Account: account, Mode: meter.Caller, Bonus: h.app.SignupBonus}
 	tail := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
-	if tail != "balance" && tail != "ledger" && tail != "usage" {
-		writeAdminProblem(w, http.StatusNotFound, "not-found", "No such resource: this account's balance, ledger and usage are at …/balance, …/ledger and …/usage.", nil)
+	if tail != "balance" && tail != "ledger" && tail != "usage" && tail != "prices" {
+		writeAdminProblem(w, http.StatusNotFound, "not-found", "No such resource: this account's balance, ledger, usage and prices are at …/balance, …/ledger, …/usage and …/prices.", nil)
 		return nil
 	}
 	if !allow(w, r, http.MethodGet, http.MethodHead) {
@@ -67,6 +70,9 @@ func (h *AccountHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 		return nil
 	case "usage":
 		serveUsage(w, r, h.app.store, rd)
+		return nil
+	case "prices":
+		h.servePrices(w, r)
 		return nil
 	}
 	a, err := h.app.store.Account(r.Context(), rd)

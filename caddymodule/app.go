@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -48,6 +49,11 @@ type App struct {
 	// SignupBonus is credited once, on an account's first caller operation.
 	// Default: 0.
 	SignupBonus int64 `json:"signup_bonus,omitempty"`
+
+	// TopupURL is where callers buy more tokens: an absolute http or https
+	// URL, given in every 402's problem body and in …/prices. Default:
+	// none.
+	TopupURL string `json:"topup_url,omitempty"`
 
 	// HoldExpiry is how long a hold lives after its last extension, on the
 	// store's clock; requests in flight renew theirs. At least 10s.
@@ -133,6 +139,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.SignupBonus < 0 || a.SignupBonus > meter.MaxAmount {
 		return errors.New("signup_bonus must be an integer in [0, 2^53-1]")
+	}
+	if a.TopupURL != "" {
+		if u, err := url.Parse(a.TopupURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("topup_url must be an absolute http or https URL, not %q", a.TopupURL)
+		}
 	}
 	if a.LedgerRetention < 0 {
 		return errors.New("ledger_retention must be positive")

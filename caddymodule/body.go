@@ -86,7 +86,7 @@ func (hr *held) refuseUpload(w http.ResponseWriter, r *http.Request) error {
 	p := storeUnavailable()
 	if short {
 		countInsufficient.Inc()
-		p = insufficient(&meter.InsufficientError{Balance: balance, Price: price})
+		p = insufficient(&meter.InsufficientError{Balance: balance, Price: price}, hr.h.app.TopupURL)
 		p.Detail = "The balance does not cover the next block of the request body; what was forwarded is charged."
 	} else {
 		countStoreError.Inc()

@@ -42,6 +42,7 @@ func init() {
 //			size auto|<tokens>  flush <duration>  min_balance <tokens>
 //		}
 //		signup_bonus     <amount>
+//		topup_url        <url>
 //		ledger_retention <entries>
 //		on_store_error   deny|allow
 //	}
@@ -76,6 +77,11 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 				return nil, err
 			}
 			app.SignupBonus = n
+		case "topup_url":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			app.TopupURL = d.Val()
 		case "ledger_retention":
 			n, err := intArg(d)
 			if err != nil {

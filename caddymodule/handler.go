@@ -173,7 +173,7 @@ func (h *Handler) refused(w http.ResponseWriter, r *http.Request, op string, err
 		w.Header().Set("Tollgate-Charged", "0")
 		w.Header().Set("Tollgate-Balance", strconv.FormatInt(short.Balance, 10))
 		w.Header().Set("Tollgate-Op", op)
-		return false, writeProblem(w, r, insufficient(short))
+		return false, writeProblem(w, r, insufficient(short, h.app.TopupURL))
 	case errors.Is(err, meter.ErrUnavailable) && h.app.OnStoreError == OnStoreErrorAllow:
 		countUnbilled.Inc()
 		h.logger.Warn("store unavailable: forwarding unbilled", zap.String("op", op), zap.Error(err))

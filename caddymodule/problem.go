@@ -21,6 +21,9 @@ type problem struct {
 	Balance *int64 `json:"balance,omitempty"`
 	Price   *int64 `json:"price,omitempty"`
 
+	// TopupURL is where to buy more tokens, on a 402.
+	TopupURL string `json:"topup_url,omitempty"`
+
 	header http.Header // response headers that go with it
 }
 
@@ -70,12 +73,13 @@ func forbidden() problem {
 	return p
 }
 
-// insufficient is the 402 for a balance that does not cover a price.
-func insufficient(e *meter.InsufficientError) problem {
+// insufficient is the 402 for a balance that does not cover a price, with
+// where to buy more when the operator said.
+func insufficient(e *meter.InsufficientError, topupURL string) problem {
 	return problem{
 		Type: problemType + "insufficient-balance", Title: "Payment Required", Status: http.StatusPaymentRequired,
 		Detail:  "The balance does not cover the price of this request.",
-		Balance: &e.Balance, Price: &e.Price,
+		Balance: &e.Balance, Price: &e.Price, TopupURL: topupURL,
 	}
 }
 

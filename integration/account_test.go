@@ -86,3 +86,46 @@ func TestCallerEndpoints(t *testing.T) {
 		t.Errorf("bob's account changed: %+v", a)
 	}
 }
+
+// TestPricesAndTopup shows callers the site's price lines and where to buy
+// more, gives that address in every 402, and keeps account answers out of
+// caches.
+func TestPricesAndTopup(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newUpstream(t)
+	g := startGateway(t, srv, `tollgate_account /account/*
+	tollgate {
+		price /v1/expensive 10
+		price /v1/story {
+			response_bytes 1 per 100B
+		}
+		price * 1
+	}
+	reverse_proxy `+up.Listener.Addr().String(), "topup_url https://app.example/buy")
+	tok := token(t, "pricey")
+
+	resp, body := g.do(t, "GET", "/account/prices", tok)
+	expectStatus(t, "prices", resp, body, http.StatusOK)
+	want := `{"prices":[{"route":"/v1/expensive","amount":10},{"route":"/v1/story","compound":{"response_bytes":"1 per 100B"}},{"route":"*","amount":1}],"topup_url":"https://app.example/buy"}`
+	if body != want {
+		t.Errorf("prices:\n%s\nwant\n%s", body, want)
+	}
+	for _, path := range []string{"/account/prices", "/account/balance", "/account/ledger", "/account/usage"} {
+		resp, body := g.do(t, "GET", path, tok)
+		expectStatus(t, path, resp, body, http.StatusOK)
+		if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Vary") != "Authorization, Cookie" {
+			t.Errorf("%s: Cache-Control %q, Vary %q", path, resp.Header.Get("Cache-Control"), resp.Header.Get("Vary"))
+		}
+	}
+
+	for _, path := range []string{"/v1/expensive", "/v1/story", "/other"} {
+		resp, body := g.do(t, "GET", path, tok)
+		expectStatus(t, path+" without tokens", resp, body, http.StatusPaymentRequired)
+		var p struct {
+			TopupURL string `json:"topup_url"`
+		}
+		if err := json.Unmarshal([]byte(body), &p); err != nil || p.TopupURL != "https://app.example/buy" {
+			t.Errorf("%s: the 402 %s does not say where to buy more", path, body)
+		}
+	}
+}
