@@ -90,7 +90,8 @@ type UsageReport struct {
 
 // UsageBucket is what an account spent in one hour or day: the tokens
 // charged less those refunded, and the requests charged less those whose
-// charge was given back in full, in total and by price line.
+// charge was given back in full, in total and by price line. A refund
+// counts in the bucket it happens in, which is nearly always its charge's.
 type UsageBucket struct {
 	Start    time.Time             `json:"start"`
 	Charged  int64                 `json:"charged"`

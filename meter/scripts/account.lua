@@ -10,18 +10,9 @@
 -- or an error reply (lib.lua).
 
 local function run()
-	local mode, bonus = ARGV[4], int(ARGV[5])
-	if (mode ~= 'caller' and mode ~= 'operator') or not bonus then
-		return invalid('mode must be caller or operator, with a bonus in [0, 2^53-1]')
-	end
-	local err = begin()
+	local err = open(ARGV[4], int(ARGV[5]))
 	if err then
 		return err
-	end
-	if mode == 'caller' then
-		arrive(bonus)
-	elseif not A.exists then
-		return {'NOTFOUND', 'account was never seen'}
 	end
 	return {'OK', A.cr, A.ch, A.de, A.rf, A.hd, A.ct}
 end

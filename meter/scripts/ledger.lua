@@ -10,24 +10,16 @@
 -- (lib.lua).
 
 local function run()
-	local mode, bonus, before, limit = ARGV[4], int(ARGV[5]), ARGV[6], int(ARGV[7])
-	if (mode ~= 'caller' and mode ~= 'operator') or not bonus then
-		return invalid('mode must be caller or operator, with a bonus in [0, 2^53-1]')
-	end
+	local before, limit = ARGV[6], int(ARGV[7])
 	if before ~= '' and not string.find(before, '^%d%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%-%d%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$') then
 		return invalid('before must be a ledger entry id')
 	end
 	if not limit or limit < 1 or limit > 1001 then
 		return invalid('limit must be 1-1001')
 	end
-	local err = begin()
+	local err = open(ARGV[4], int(ARGV[5]))
 	if err then
 		return err
-	end
-	if mode == 'caller' then
-		arrive(bonus)
-	elseif not A.exists then
-		return {'NOTFOUND', 'account was never seen'}
 	end
 	local start = '+'
 	if string.find(before, '^0+%-0+$') then

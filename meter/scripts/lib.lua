@@ -140,6 +140,25 @@ local function begin()
 	return nil
 end
 
+-- open begins a read in mode: "caller" records the caller's arrival,
+-- crediting bonus; "operator" refuses an account never seen. It returns an
+-- error reply, or nil.
+local function open(mode, bonus)
+	if (mode ~= 'caller' and mode ~= 'operator') or not bonus then
+		return invalid('mode must be caller or operator, with a bonus in [0, 2^53-1]')
+	end
+	local err = begin()
+	if err then
+		return err
+	end
+	if mode == 'caller' then
+		arrive(bonus)
+	elseif not A.exists then
+		return {'NOTFOUND', 'account was never seen'}
+	end
+	return nil
+end
+
 -- schedule records that an open hold expires at expires.
 local function schedule(op, expires)
 	redis.call('ZADD', KEYS[4], fmt(expires), op)

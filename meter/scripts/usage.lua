@@ -10,21 +10,13 @@
 -- (lib.lua).
 
 local function run()
-	local mode, bonus, period = ARGV[4], int(ARGV[5]), ARGV[6]
-	if (mode ~= 'caller' and mode ~= 'operator') or not bonus then
-		return invalid('mode must be caller or operator, with a bonus in [0, 2^53-1]')
-	end
+	local period = ARGV[6]
 	if period ~= 'h' and period ~= 'd' then
 		return invalid('period must be h or d')
 	end
-	local err = begin()
+	local err = open(ARGV[4], int(ARGV[5]))
 	if err then
 		return err
-	end
-	if mode == 'caller' then
-		arrive(bonus)
-	elseif not A.exists then
-		return {'NOTFOUND', 'account was never seen'}
 	end
 	local all, out = redis.call('HGETALL', KEYS[5]), {}
 	for i = 1, #all, 2 do
