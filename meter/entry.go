@@ -51,8 +51,9 @@ type Detail struct {
 	CutOff   bool
 	Reason   string
 	By       string
-	Count    int64  // the requests a lease's charge or refund covers; 0 otherwise
-	Lease    string // the op of the lease a charge was paid from
+	Count     int64  // the requests a lease's charge or refund covers; 0 otherwise
+	Lease     string // the op of the lease a charge was paid from
+	Shortfall int64  // what a debit could not take, the balance being too low
 }
 
 // timeLayout is RFC 3339 in UTC with milliseconds.
@@ -86,9 +87,10 @@ func (e Entry) MarshalJSON() ([]byte, error) {
 		}{e.Detail.Reason, e.Detail.Count}
 	default:
 		detail = struct {
-			Reason string `json:"reason"`
-			By     string `json:"by"`
-		}{e.Detail.Reason, e.Detail.By}
+			Reason    string `json:"reason"`
+			By        string `json:"by"`
+			Shortfall int64  `json:"shortfall,omitempty"`
+		}{e.Detail.Reason, e.Detail.By, e.Detail.Shortfall}
 	}
 	return json.Marshal(struct {
 		ID      string `json:"id"`

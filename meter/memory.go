@@ -72,6 +72,8 @@ type memAccount struct {
 	credits   map[string]*memTransfer
 	debits    map[string]*memTransfer
 
+	purchases map[string]*memPurchase // by session
+
 	// usage is what the account spent, by period (Hourly and Daily): each
 	// period's cells in the order of their bucket.
 	usage [Daily + 1][]usageCell

@@ -97,6 +97,22 @@ type Store interface {
 	// Usage reads what an account spent, in hourly or daily buckets.
 	Usage(ctx context.Context, q UsageQuery) (UsageReport, error)
 
+	// RecordPurchase records a purchase before it is paid. The same session
+	// recorded again with the same values changes nothing; with others it
+	// is ErrConflict.
+	RecordPurchase(ctx context.Context, p Purchase) error
+
+	// FulfilPurchase credits a recorded purchase's tokens, less what refunds
+	// took back before it, once: a repeat replies with the first result. A
+	// session never recorded is ErrNotFound.
+	FulfilPurchase(ctx context.Context, f Fulfil) (PurchaseReceipt, error)
+
+	// RefundPurchase takes back a refund's share of a recorded purchase,
+	// once per ID: from the balance, never below 0, once the purchase is
+	// credited, and out of its credit before. The same ID with another
+	// amount is ErrConflict. A session never recorded is ErrNotFound.
+	RefundPurchase(ctx context.Context, r PurchaseRefund) (PurchaseReceipt, error)
+
 	// Accounts lists accounts. Every account that exists for the whole walk
 	// appears at least once; a page may be empty while Next is still set.
 	Accounts(ctx context.Context, cursor string, limit int) (AccountPage, error)

@@ -263,7 +263,7 @@ func replyError(reply []any) error {
 		return ""
 	}
 	switch code {
-	case "OK":
+	case "OK", "TERMS": // TERMS: purchase.lua asks for a refund's share
 		return nil
 	case "INVALID":
 		return fmt.Errorf("%w: %s", ErrInvalid, reason())

@@ -317,6 +317,8 @@ func parseEntry(item any) (Entry, error) {
 			e.Detail.Count, _ = strconv.ParseInt(value, 10, 64)
 		case "l":
 			e.Detail.Lease = value
+		case "sf":
+			e.Detail.Shortfall, _ = strconv.ParseInt(value, 10, 64)
 		}
 	}
 	if e.ID == "" || e.Kind == "" {

@@ -23,13 +23,14 @@ var (
 	scriptLedger   = loadScript("ledger")
 	scriptLease    = loadScript("lease")
 	scriptUsage    = loadScript("usage")
+	scriptPurchase = loadScript("purchase")
 )
 
 // scripts are all the scripts, for LoadScripts.
 var scripts = []*redis.Script{
 	scriptCharge, scriptHold, scriptExtend, scriptSettle, scriptRelease,
 	scriptRefund, scriptCancel, scriptTransfer, scriptAccount, scriptLedger, scriptLease,
-	scriptUsage,
+	scriptUsage, scriptPurchase,
 }
 
 func loadScript(name string) *redis.Script {

@@ -265,16 +265,29 @@ func (t Transfer) validate() error {
 	if err := checkAccount(t.Account); err != nil {
 		return err
 	}
-	if len(t.ID) > maxIDLen || !printable(t.ID, false) {
-		return invalid("id must be 1-255 printable ASCII bytes without spaces")
+	if err := checkID("id", t.ID); err != nil {
+		return err
 	}
 	if err := checkPositive("amount", t.Amount); err != nil {
 		return err
 	}
-	if len(t.Reason) > maxReasonLen || (t.Reason != "" && !printable(t.Reason, true)) {
+	return checkNote(t.Reason, t.By)
+}
+
+// checkID checks an id the caller chose: 1-255 printable bytes.
+func checkID(name, id string) error {
+	if len(id) > maxIDLen || !printable(id, false) {
+		return invalid("%s must be 1-255 printable ASCII bytes without spaces", name)
+	}
+	return nil
+}
+
+// checkNote checks the reason and the author an entry records.
+func checkNote(reason, by string) error {
+	if len(reason) > maxReasonLen || (reason != "" && !printable(reason, true)) {
 		return invalid("reason must be at most 256 printable bytes")
 	}
-	if len(t.By) > maxIDLen || (t.By != "" && !printable(t.By, false)) {
+	if len(by) > maxIDLen || (by != "" && !printable(by, false)) {
 		return invalid("by must be at most 255 printable ASCII bytes without spaces")
 	}
 	return nil

@@ -10,7 +10,8 @@
 --           a (amount), b (balance after), o (op or id) and the detail
 --           fields m (method), r (route), rl (released), co (cut off, "0" or
 --           "1"), rs (reason), by, n (the requests a lease's charge or refund
---           covers) and l (the lease a charge was paid from)
+--           covers), l (the lease a charge was paid from) and sf (what a
+--           debit could not take)
 --   KEYS[3] the open holds hash: op -> amount held
 --   KEYS[4] the hold expiry sorted set: op scored by its expiry in ms
 --   KEYS[5] the usage hash: h<n> for the nth hour since the epoch and d<n>

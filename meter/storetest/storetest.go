@@ -83,6 +83,7 @@ func Run(t *testing.T, f Factory) {
 		{"ConcurrentChargesBesideLease", testConcurrentChargesBesideLease},
 		{"Usage", testUsage},
 		{"UsageBuckets", testUsageBuckets},
+		{"Purchases", testPurchases},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, f) })
 	}
