@@ -45,12 +45,12 @@ type Entry struct {
 
 // Detail holds an entry's kind-specific fields.
 type Detail struct {
-	Method   string
-	Route    string
-	Released int64
-	CutOff   bool
-	Reason   string
-	By       string
+	Method    string
+	Route     string
+	Released  int64
+	CutOff    bool
+	Reason    string
+	By        string
 	Count     int64  // the requests a lease's charge or refund covers; 0 otherwise
 	Lease     string // the op of the lease a charge was paid from
 	Shortfall int64  // what a debit could not take, the balance being too low
