@@ -57,6 +57,12 @@ func (h *AccountHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 	w.Header().Set("Vary", "Authorization, Cookie")
 	rd := meter.Read{Account: account, Mode: meter.Caller, Bonus: h.app.SignupBonus}
 	tail := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
+	if tail == "checkout" && h.app.seller != nil {
+		if allow(w, r, http.MethodPost) {
+			h.serveCheckout(w, r, account)
+		}
+		return nil
+	}
 	if tail != "balance" && tail != "ledger" && tail != "usage" && tail != "prices" {
 		writeAdminProblem(w, http.StatusNotFound, "not-found", "No such resource: this account's balance, ledger, usage and prices are at …/balance, …/ledger, …/usage and …/prices.", nil)
 		return nil

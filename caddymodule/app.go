@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/checkout"
 	"github.com/tollgate-dev/tollgate/lease"
 	"github.com/tollgate-dev/tollgate/meter"
 )
@@ -55,6 +56,9 @@ type App struct {
 	// none.
 	TopupURL string `json:"topup_url,omitempty"`
 
+	// Stripe sells bundles of tokens through Stripe Checkout. Default: none.
+	Stripe *StripeConfig `json:"stripe,omitempty"`
+
 	// HoldExpiry is how long a hold lives after its last extension, on the
 	// store's clock; requests in flight renew theirs. At least 10s.
 	// Default: 15m.
@@ -80,8 +84,9 @@ type App struct {
 	jwks     *jwksSource
 	jwksKey  string // the usage pool key of the jwks client
 	verifier *auth.Verifier
-	admins   *auth.Verifier // tollgate_admin's: the admin scope and audience
-	demo     bool           // the HMAC secret is the published demo secret
+	admins   *auth.Verifier   // tollgate_admin's: the admin scope and audience
+	seller   *checkout.Seller // nil without stripe
+	demo     bool             // the HMAC secret is the published demo secret
 	ctx      caddy.Context
 	logger   *zap.Logger
 }
@@ -173,6 +178,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.provisionLeases()
+	if a.Stripe != nil {
+		s, err := a.Stripe.seller(repl, a)
+		if err != nil {
+			return err
+		}
+		a.seller = s
+	}
 	return nil
 }
 

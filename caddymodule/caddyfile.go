@@ -43,6 +43,7 @@ func init() {
 //		}
 //		signup_bonus     <amount>
 //		topup_url        <url>
+//		stripe { … }
 //		ledger_retention <entries>
 //		on_store_error   deny|allow
 //	}
@@ -77,6 +78,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 				return nil, err
 			}
 			app.SignupBonus = n
+		case "stripe":
+			s, err := parseStripe(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Stripe = s
 		case "topup_url":
 			if !d.NextArg() {
 				return nil, d.ArgErr()

@@ -49,6 +49,10 @@ var (
 		Name: "tollgate_lease_unbilled_tokens_total",
 		Help: "Tokens that requests spent from leases the store no longer had when they were to be charged: served, never charged.",
 	})
+	metricStripeEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_stripe_events_total",
+		Help: "Stripe event deliveries, by outcome: credited, debited, refused, ignored_… and the rest.",
+	}, []string{"outcome"})
 	metricUnreplicated = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tollgate_unreplicated_total",
 		Help: "Request operations served whose change of money the replicas did not acknowledge in time.",
@@ -75,7 +79,7 @@ var (
 
 // registerMetrics registers the metrics in a config's registry.
 func registerMetrics(registry *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{metricRequests, metricTokens, metricStoreDuration, metricUsageCapped, metricUnsettled, metricUnreplicated, metricLeaseFlushes, metricLeaseUnbilled} {
+	for _, c := range []prometheus.Collector{metricRequests, metricTokens, metricStoreDuration, metricUsageCapped, metricUnsettled, metricUnreplicated, metricLeaseFlushes, metricLeaseUnbilled, metricStripeEvents} {
 		if err := registry.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}

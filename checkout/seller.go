@@ -187,10 +187,20 @@ func (s *Seller) Checkout(ctx context.Context, account, bundle string, quantity 
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrStripe, err)
 	}
-	if sess.ID == "" || sess.URL == "" || sess.AmountTotal < 1 {
-		return "", fmt.Errorf("%w: the session has no id, url or amount", ErrStripe)
+	if sess.ID == "" || sess.URL == "" {
+		return "", fmt.Errorf("%w: the session has no id or url", ErrStripe)
 	}
-	p := meter.Purchase{Account: account, Session: sess.ID, Bundle: bundle, Quantity: quantity, Tokens: b.Tokens * quantity, Total: sess.AmountTotal}
+	total := sess.AmountTotal
+	if total < 1 {
+		// Stripe gives the total of a session with line items; an API that
+		// does not (stripe-mock) gives the price.
+		price, err := s.client.V1Prices.Retrieve(ctx, b.Price, nil)
+		if err != nil || price.UnitAmount < 1 {
+			return "", fmt.Errorf("%w: the session has no amount, nor its price (%v)", ErrStripe, err)
+		}
+		total = price.UnitAmount * quantity
+	}
+	p := meter.Purchase{Account: account, Session: sess.ID, Bundle: bundle, Quantity: quantity, Tokens: b.Tokens * quantity, Total: total}
 	if err := s.store.RecordPurchase(ctx, p); err != nil {
 		return "", err
 	}

@@ -118,6 +118,9 @@ func TestPricesAndTopup(t *testing.T) {
 		}
 	}
 
+	resp, body = g.post(t, "/account/checkout", tok, `{"bundle":"starter"}`, "Content-Type", "application/json")
+	expectStatus(t, "checkout without stripe", resp, body, http.StatusNotFound)
+
 	for _, path := range []string{"/v1/expensive", "/v1/story", "/other"} {
 		resp, body := g.do(t, "GET", path, tok)
 		expectStatus(t, path+" without tokens", resp, body, http.StatusPaymentRequired)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: installs redis-server, redis-sentinel and redis-cli if
 # they are missing (the tests start their own servers, Sentinels and
-# Clusters), and Node.js, npm and the jose package that
-# TestJoseInterop mints tokens with, then go vet and go test -race.
+# Clusters), Node.js, npm and the jose package that TestJoseInterop mints
+# tokens with, and stripe-mock, which TestStripeCheckout makes Checkout
+# Sessions on, then go vet and go test -race.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,5 +30,10 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 fi
 # jose, at the version auth/testdata/jose/package-lock.json pins.
 npm ci --silent --prefix auth/testdata/jose
+# stripe-mock, built from the Go module proxy into GOPATH/bin, where the
+# tests look for it.
+if ! command -v stripe-mock >/dev/null && [ ! -x "$(go env GOPATH)/bin/stripe-mock" ]; then
+	GOFLAGS= go install github.com/stripe/stripe-mock@v0.203.0
+fi
 go vet ./...
 go test -race -count=1 "$@" ./...
