@@ -112,6 +112,24 @@ func TestGlobalOption(t *testing.T) {
 	if err != nil || !strings.Contains(string(js), `"store":{"kind":"redis","url":"redis://h:1/0"}`) {
 		t.Errorf("short store form: %s, %v", js, err)
 	}
+
+	js, err = adapt(t, site(`topup_url https://app.example/buy
+		stripe {
+			secret_key {env.STRIPE_SECRET_KEY}
+			webhook_secret {env.STRIPE_WEBHOOK_SECRET}
+			bundle starter price_1QxAbC 1000
+			bundle pro price_1QyDeF 12000
+			success_url https://app.example/account/?paid=1
+			cancel_url https://app.example/account/
+			instance api-eu
+			api_url http://127.0.0.1:12111
+		}`, "tollgate 1\nrespond ok"))
+	if want := `"topup_url":"https://app.example/buy","stripe":{"secret_key":"{env.STRIPE_SECRET_KEY}",` +
+		`"webhook_secret":"{env.STRIPE_WEBHOOK_SECRET}","bundles":[{"name":"starter","price":"price_1QxAbC","tokens":1000},` +
+		`{"name":"pro","price":"price_1QyDeF","tokens":12000}],"success_url":"https://app.example/account/?paid=1",` +
+		`"cancel_url":"https://app.example/account/","instance":"api-eu","api_url":"http://127.0.0.1:12111"}`; err != nil || !strings.Contains(string(js), want) {
+		t.Errorf("stripe: %s, %v", js, err)
+	}
 }
 
 func TestGlobalOptionErrors(t *testing.T) {
@@ -138,6 +156,11 @@ func TestGlobalOptionErrors(t *testing.T) {
 		{"ledger_retention 0", "at least 1"},
 		{"on_store_error maybe", "deny or allow"},
 		{"colour blue", `unknown tollgate option "colour"`},
+		{"stripe {\n\t\t\tbundle starter price_1\n\t\t}", "bundle takes a name, a Stripe Price id and the tokens a unit credits"},
+		{"stripe {\n\t\t\tbundle starter price_1 many\n\t\t}", "tokens must be a positive integer"},
+		{"stripe {\n\t\t\tcurrency eur\n\t\t}", `unknown stripe option "currency"`},
+		{"stripe {\n\t\t\tsecret_key a b\n\t\t}", "wrong argument count"},
+		{"stripe now", "wrong argument count"},
 		{"lease on", `lease takes off or a block, not "on"`},
 		{"lease off now", "wrong argument count"},
 		{"lease {\n\t\t\tsize 0\n\t\t}", "lease size must be auto or a positive integer"},
@@ -269,6 +292,8 @@ func TestProvisionErrors(t *testing.T) {
 		{"hold_expiry 9s\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "hold_expiry must be at least 10s"},
 		{"hold_expiry 367d\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "hold_expiry must be at most"},
 		{"topup_url /buy\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "topup_url must be an absolute http or https URL"},
+		{"jwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate_webhook /hooks/stripe", "tollgate_webhook directive needs stripe"},
+		{"stripe {\n\t\t\tsecret_key sk_test_1\n\t\t\tbundle a price_a 5\n\t\t\tsuccess_url https://a.example/\n\t\t\tcancel_url https://a.example/\n\t\t}\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "stripe needs a webhook_secret"},
 		{"topup_url javascript:alert(1)\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "topup_url must be an absolute http or https URL"},
 		{"topup_url ftp://files.example/\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "topup_url must be an absolute http or https URL"},
 		{"store redis {env.TOLLGATE_TEST_EMPTY}\n\t\tjwt {\n\t\t\thmac_secret " + goodSecret + "\n\t\t}", "tollgate 1", "url is empty"},

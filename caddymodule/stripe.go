@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"fmt"
 	"os"
 	"strconv"
 
@@ -77,11 +76,7 @@ func (c *StripeConfig) seller(repl *caddy.Replacer, app *App) (*checkout.Seller,
 	for _, b := range c.Bundles {
 		cfg.Bundles = append(cfg.Bundles, checkout.Bundle{Name: b.Name, Price: b.Price, Tokens: b.Tokens})
 	}
-	s, err := checkout.New(cfg, app.store)
-	if err != nil {
-		return nil, fmt.Errorf("stripe: %w", err)
-	}
-	return s, nil
+	return checkout.New(cfg, app.store)
 }
 
 // parseStripe parses the stripe block of the global option:
