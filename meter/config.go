@@ -12,6 +12,14 @@ type Config struct {
 	// that repeating it changes nothing. Default: 24h.
 	OpRetention time.Duration
 
+	// Moved, when set, is called after an operation that changed what an
+	// account has, balance + held (so not a hold, a lease or a release),
+	// with that sum before and after it. It is called once, by the
+	// operation that made the change, and never for a replay, so a
+	// threshold that the sum crosses is crossed once across all gateways.
+	// It must not block. Default: none.
+	Moved func(account string, before, after int64)
+
 	// Now is the gateway's clock. The memory store keeps time by it; the
 	// Redis store uses it only to measure intervals, never comparing it with
 	// Redis's clock. Default: time.Now.

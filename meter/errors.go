@@ -43,6 +43,10 @@ type InsufficientError struct {
 	Balance int64 // the available balance
 	Price   int64 // the least amount that was asked for
 	Held    int64 // the account's held total: what its holds and leases set aside
+
+	// Depleted is set on the first refusal of a request for the account's
+	// balance in an hour, across all gateways: the one to tell of.
+	Depleted bool
 }
 
 func (e *InsufficientError) Error() string {

@@ -61,6 +61,10 @@ type memAccount struct {
 	// tokens were held, in ms; 0 for never.
 	drained int64
 
+	// depleted is when a refusal last reported the account depleted, in
+	// ms; 0 for never.
+	depleted int64
+
 	ledger         []Entry // a ring of at most Retention entries
 	ledgerStart    int     // index of the oldest entry in ledger
 	lastMs, lastSq int64   // the last entry id
@@ -561,7 +565,15 @@ func (m *Memory) with(ctx context.Context, id string, create, keep bool, fn func
 		m.mu.Unlock()
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	before := a.worth()
+	moved := func() {
+		after := a.worth()
+		a.mu.Unlock()
+		if after != before && m.cfg.Moved != nil {
+			m.cfg.Moved(id, before, after)
+		}
+	}
+	defer moved()
 	now := m.cfg.Now().UnixMilli()
 	if create && !a.exists {
 		a.exists = true
@@ -587,6 +599,11 @@ func newMemAccount(id string) *memAccount {
 
 func (a *memAccount) balance() int64 {
 	return a.credited - a.charged - a.debited + a.refunded - a.held
+}
+
+// worth is what the account has, held tokens included: balance + held.
+func (a *memAccount) worth() int64 {
+	return a.credited - a.charged - a.debited + a.refunded
 }
 
 // arrive records the caller's first operation and credits the bonus, once.
@@ -645,7 +662,11 @@ func (a *memAccount) short(now, balance, price int64) error {
 	if a.held > 0 {
 		a.drained = now
 	}
-	return &InsufficientError{Balance: balance, Price: price, Held: a.held}
+	e := &InsufficientError{Balance: balance, Price: price, Held: a.held}
+	if now-a.depleted >= time.Hour.Milliseconds() {
+		a.depleted, e.Depleted = now, true
+	}
+	return e
 }
 
 // openHold returns the op's record and its open hold, or the error that says

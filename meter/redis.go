@@ -213,6 +213,7 @@ func (s *Redis) run(ctx context.Context, script *redis.Script, keys []string, ch
 	if len(reply) == 0 {
 		return nil, fmt.Errorf("%w: empty script reply", ErrUnavailable)
 	}
+	reply = s.moved(keys[0], reply)
 	if err := replyError(reply); err != nil {
 		return reply, err
 	}
@@ -220,6 +221,25 @@ func (s *Redis) run(ctx context.Context, script *redis.Script, keys []string, ch
 		return reply, ErrUnreplicated
 	}
 	return reply, nil
+}
+
+// moved strips the 'MOVED', before, after that ends the reply of a script
+// that changed an account's balance + held, and reports the move to
+// Config.Moved.
+func (s *Redis) moved(key string, reply []any) []any {
+	n := len(reply)
+	if n < 4 {
+		return reply
+	}
+	if mark, _ := reply[n-3].(string); mark != "MOVED" {
+		return reply
+	}
+	if s.cfg.Moved != nil {
+		if account, ok := s.accountOf(key); ok {
+			s.cfg.Moved(account, intAt(reply, n-2), intAt(reply, n-1))
+		}
+	}
+	return reply[:n-3]
 }
 
 // eval runs a script through the client, which follows a cluster's MOVED
@@ -270,7 +290,7 @@ func replyError(reply []any) error {
 	case "DEADLINE":
 		return fmt.Errorf("%w: the operation reached redis after its deadline", ErrUnavailable)
 	case "INSUFFICIENT":
-		return &InsufficientError{Balance: intAt(reply, 1), Price: intAt(reply, 2), Held: intAt(reply, 3)}
+		return &InsufficientError{Balance: intAt(reply, 1), Price: intAt(reply, 2), Held: intAt(reply, 3), Depleted: intAt(reply, 4) == 1}
 	case "CONFLICT":
 		return fmt.Errorf("%w: %s", ErrConflict, reason())
 	case "NOTFOUND":

@@ -3,8 +3,11 @@
 -- Every script works on one account, whose keys share a hash slot:
 --   KEYS[1] the account hash: cr, ch, de, rf, hd (the running totals
 --           credited, charged, debited, refunded and held), ct (created, in
---           ms on Redis's clock), ar ("1" once the caller has arrived) and nx
---           (no open hold expires before this time in ms; 0 for none)
+--           ms on Redis's clock), ar ("1" once the caller has arrived), nx
+--           (no open hold expires before this time in ms; 0 for none), dr
+--           (when a request was last refused for the balance while tokens
+--           were held) and dp (when a refusal last reported the account
+--           depleted), both in ms
 --   KEYS[2] the ledger stream, trimmed to at least the retention; each
 --           entry's id carries its time in ms, and its fields are k (kind),
 --           a (amount), b (balance after), o (op or id) and the detail
@@ -27,10 +30,15 @@
 --   ARGV[2] how many ledger entries to keep, at least
 --   ARGV[3] how long, in ms, a closed request op is remembered
 --
+-- A reply that changed the account's balance + held ends with 'MOVED', that
+-- sum before and after: the store reports the crossing of a threshold from
+-- the one operation that crossed it.
+--
 -- Error replies, shared by every script:
 --   {'INVALID', reason}         an argument was refused; nothing was written
 --   {'DEADLINE'}                the deadline had passed; nothing was written
---   {'INSUFFICIENT', balance, price, held}
+--   {'INSUFFICIENT', balance, price, held, depleted} depleted is 1 for the
+--                               first refusal of the account in an hour
 --   {'CONFLICT', reason}        an op or id reused with other values
 --   {'NOTFOUND', reason}
 --   {'GONE'}                    the hold was settled, released or expired
@@ -74,6 +82,11 @@ local NOW
 
 local function balance()
 	return A.cr - A.ch - A.de + A.rf - A.hd
+end
+
+-- worth is what the account has, held tokens included: balance + held.
+local function worth()
+	return A.cr - A.ch - A.de + A.rf
 end
 
 -- entry appends a ledger entry with the current balance and returns its id.
@@ -122,13 +135,14 @@ local function begin()
 	if DEADLINE > 0 and NOW > DEADLINE then
 		return {'DEADLINE'}
 	end
-	local v = redis.call('HMGET', KEYS[1], 'cr', 'ch', 'de', 'rf', 'hd', 'ct', 'ar', 'nx', 'dr')
+	local v = redis.call('HMGET', KEYS[1], 'cr', 'ch', 'de', 'rf', 'hd', 'ct', 'ar', 'nx', 'dr', 'dp')
 	A = {
 		cr = tonumber(v[1] or '0'), ch = tonumber(v[2] or '0'), de = tonumber(v[3] or '0'),
 		rf = tonumber(v[4] or '0'), hd = tonumber(v[5] or '0'), ct = tonumber(v[6] or '0'),
 		ar = v[7] == '1', nx = tonumber(v[8] or '0'), dr = tonumber(v[9] or '0'),
-		exists = v[6] ~= false, dirty = false,
+		dp = tonumber(v[10] or '0'), exists = v[6] ~= false, dirty = false,
 	}
+	A.v0 = worth()
 	if A.nx > 0 and A.nx <= NOW then
 		local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', NOW)
 		for i = 1, #expired do
@@ -173,7 +187,13 @@ local function finish(reply)
 	if A and A.dirty then
 		redis.call('HSET', KEYS[1], 'cr', fmt(A.cr), 'ch', fmt(A.ch), 'de', fmt(A.de),
 			'rf', fmt(A.rf), 'hd', fmt(A.hd), 'ct', fmt(A.ct), 'ar', A.ar and '1' or '0',
-			'nx', fmt(A.nx), 'dr', fmt(A.dr))
+			'nx', fmt(A.nx), 'dr', fmt(A.dr), 'dp', fmt(A.dp))
+		local v1 = worth()
+		if v1 ~= A.v0 and reply[1] == 'OK' then
+			reply[#reply + 1] = 'MOVED'
+			reply[#reply + 1] = A.v0
+			reply[#reply + 1] = v1
+		end
 	end
 	return reply
 end
@@ -185,7 +205,11 @@ local function short(bal, price)
 	if A.hd > 0 then
 		A.dr, A.dirty = NOW, true
 	end
-	return {'INSUFFICIENT', bal, price, A.hd}
+	local depleted = 0
+	if NOW - A.dp >= 3600000 then
+		A.dp, A.dirty, depleted = NOW, true, 1
+	end
+	return {'INSUFFICIENT', bal, price, A.hd, depleted}
 end
 
 -- Usage buckets kept besides the current one: hours and days (usage.go).

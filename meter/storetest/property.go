@@ -36,6 +36,8 @@ type model struct {
 	ids             map[string]*modelTransfer // "credit/id" or "debit/id"
 	entries         int                       // ledger entries written
 	drained         bool                      // a charge or hold was refused while tokens were held
+	now             time.Duration             // how far the clock has moved
+	depleted        *time.Duration            // when a refusal last reported the account depleted
 }
 
 type modelHold struct {
@@ -100,8 +102,9 @@ func (m *model) arrive(bonus int64) {
 	}
 }
 
-// advance releases the holds that expire when the clock moves on.
-func (m *model) advance() {
+// advance moves the clock by d and releases the holds that expire.
+func (m *model) advance(d time.Duration) {
+	m.now += d
 	for op, h := range m.holds {
 		if h.short {
 			delete(m.holds, op)
@@ -434,7 +437,7 @@ func testProperty(t *testing.T, f Factory) {
 			what = "advance"
 			h.Advance(t, advance)
 			for _, id := range accounts {
-				models[id].advance()
+				models[id].advance(advance)
 			}
 			want = ok(meter.Receipt{})
 		}
@@ -559,14 +562,25 @@ func (m *model) charge(ch meter.Charge) outcome {
 		return replay(o.first)
 	}
 	if bal := m.balance(); bal < ch.Amount {
-		m.drained = m.drained || m.held() > 0
-		return short(bal, ch.Amount, m.held())
+		return m.refuse(bal, ch.Amount)
 	}
 	m.ch += ch.Amount
 	m.entries++
 	r := meter.Receipt{Amount: ch.Amount, Balance: m.balance()}
 	m.ops[ch.Op] = &modelOp{kind: 'c', first: r}
 	return ok(r)
+}
+
+// refuse is a charge or hold refused for the balance: it marks the account
+// draining while tokens are held, and reports it depleted once an hour.
+func (m *model) refuse(bal, price int64) outcome {
+	m.drained = m.drained || m.held() > 0
+	o := short(bal, price, m.held())
+	if m.depleted == nil || m.now-*m.depleted >= time.Hour {
+		now := m.now
+		m.depleted, o.ins.Depleted = &now, true
+	}
+	return o
 }
 
 func (m *model) hold(h meter.Hold, isShort bool) outcome {
@@ -586,8 +600,7 @@ func (m *model) hold(h meter.Hold, isShort bool) outcome {
 	bal := m.balance()
 	add := min(h.Max, bal)
 	if add < h.Min {
-		m.drained = m.drained || m.held() > 0
-		return short(bal, h.Min, m.held())
+		return m.refuse(bal, h.Min)
 	}
 	m.holds[h.Op] = &modelHold{amount: add, short: isShort}
 	m.entries++
