@@ -168,6 +168,8 @@ func serveAdmin(w http.ResponseWriter, r *http.Request, path string, app *App, b
 			kind := "credited"
 			if action == "debit" {
 				kind = "debited"
+			} else {
+				app.credited(account, t.Amount, rcpt.Balance)
 			}
 			metricTokens.WithLabelValues(kind).Add(float64(t.Amount))
 		}

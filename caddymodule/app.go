@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/tollgate-dev/tollgate/checkout"
 	"github.com/tollgate-dev/tollgate/lease"
 	"github.com/tollgate-dev/tollgate/meter"
+	"github.com/tollgate-dev/tollgate/notify"
 )
 
 func init() {
@@ -59,6 +61,12 @@ type App struct {
 	// Stripe sells bundles of tokens through Stripe Checkout. Default: none.
 	Stripe *StripeConfig `json:"stripe,omitempty"`
 
+	// Notify tells an endpoint of your own when a balance runs low, a
+	// request is refused for the balance, or a credit lands. The Caddy
+	// events tollgate.low_balance, tollgate.depleted and tollgate.credited
+	// are emitted with or without it. Default: none.
+	Notify *NotifyConfig `json:"notify,omitempty"`
+
 	// HoldExpiry is how long a hold lives after its last extension, on the
 	// store's clock; requests in flight renew theirs. At least 10s.
 	// Default: 15m.
@@ -78,17 +86,20 @@ type App struct {
 	// every flush. Default: on with store redis, off with store memory.
 	Lease *LeaseConfig `json:"lease,omitempty"`
 
-	store    meter.Store
-	leases   *lease.Manager // nil when leases are off
-	storeKey string         // the usage pool key of a Redis store
-	jwks     *jwksSource
-	jwksKey  string // the usage pool key of the jwks client
-	verifier *auth.Verifier
-	admins   *auth.Verifier   // tollgate_admin's: the admin scope and audience
-	seller   *checkout.Seller // nil without stripe
-	demo     bool             // the HMAC secret is the published demo secret
-	ctx      caddy.Context
-	logger   *zap.Logger
+	store     meter.Store
+	leases    *lease.Manager // nil when leases are off
+	storeKey  string         // the usage pool key of a Redis store
+	jwks      *jwksSource
+	jwksKey   string // the usage pool key of the jwks client
+	verifier  *auth.Verifier
+	admins    *auth.Verifier   // tollgate_admin's: the admin scope and audience
+	seller    *checkout.Seller // nil without stripe
+	events    *caddyevents.App
+	notifier  *notify.Notifier // nil without notify
+	notifyKey string           // the usage pool key of the notifier
+	demo      bool             // the HMAC secret is the published demo secret
+	ctx       caddy.Context
+	logger    *zap.Logger
 }
 
 // Hold expiry bounds.
@@ -178,6 +189,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.provisionLeases()
+	if err := a.provisionNotify(repl); err != nil {
+		return err
+	}
 	if a.Stripe != nil {
 		s, err := a.Stripe.seller(repl, a)
 		if err != nil {
@@ -354,6 +368,7 @@ func (a *App) Stop() error {
 // which closes it when no config uses it and its background work is done.
 func (a *App) Cleanup() error {
 	a.stopLeases()
+	a.cleanupNotify()
 	if a.jwksKey != "" {
 		_, _ = jwksClients.Delete(a.jwksKey)
 		a.jwksKey = ""

@@ -44,6 +44,7 @@ func init() {
 //		signup_bonus     <amount>
 //		topup_url        <url>
 //		stripe { … }
+//		notify { … }
 //		ledger_retention <entries>
 //		on_store_error   deny|allow
 //	}
@@ -78,6 +79,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 				return nil, err
 			}
 			app.SignupBonus = n
+		case "notify":
+			n, err := parseNotify(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Notify = n
 		case "stripe":
 			s, err := parseStripe(d)
 			if err != nil {

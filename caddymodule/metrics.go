@@ -53,6 +53,10 @@ var (
 		Name: "tollgate_stripe_events_total",
 		Help: "Stripe event deliveries, by outcome: credited, debited, refused, ignored_… and the rest.",
 	}, []string{"outcome"})
+	metricNotifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_notifications_total",
+		Help: "Notification delivery attempts, by event and outcome: delivered, retried, expired, dropped.",
+	}, []string{"event", "outcome"})
 	metricUnreplicated = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tollgate_unreplicated_total",
 		Help: "Request operations served whose change of money the replicas did not acknowledge in time.",
@@ -79,7 +83,7 @@ var (
 
 // registerMetrics registers the metrics in a config's registry.
 func registerMetrics(registry *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{metricRequests, metricTokens, metricStoreDuration, metricUsageCapped, metricUnsettled, metricUnreplicated, metricLeaseFlushes, metricLeaseUnbilled, metricStripeEvents} {
+	for _, c := range []prometheus.Collector{metricRequests, metricTokens, metricStoreDuration, metricUsageCapped, metricUnsettled, metricUnreplicated, metricLeaseFlushes, metricLeaseUnbilled, metricStripeEvents, metricNotifications} {
 		if err := registry.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}

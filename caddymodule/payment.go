@@ -11,6 +11,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/lease"
 	"github.com/tollgate-dev/tollgate/meter"
+	"github.com/tollgate-dev/tollgate/notify"
 	"github.com/tollgate-dev/tollgate/pricing"
 )
 
@@ -43,14 +44,16 @@ func (h *Handler) pay(ctx context.Context, rw *responseWriter, r *http.Request, 
 	receipt, err := h.app.store.Charge(ctx, c)
 	observeSince(storeCharge, start)
 	var short *meter.InsufficientError
-	if leases != nil && errors.As(err, &short) && short.Held > 0 {
+	depleted := errors.As(err, &short) && short.Depleted
+	if leases != nil && short != nil && short.Held > 0 {
 		err = leases.Drain(ctx, account, func() (err error) {
 			receipt, err = h.app.store.Charge(ctx, c)
+			depleted = depleted || (errors.As(err, &short) && short.Depleted)
 			return err
 		})
 	}
 	if err != nil {
-		return h.refusedPayer(rw, r, c.Op, err, nil)
+		return h.refusedPayer(rw, r, account, c.Op, err, depleted, nil)
 	}
 	if leases != nil {
 		leases.Observe(account, receipt.Balance, price.Amount)
@@ -83,10 +86,15 @@ func (h *Handler) paid(p *perRequest, rw *responseWriter, r *http.Request, op st
 // refusedPayer answers a request whose up-front payment failed, or, when
 // it is forwarded unbilled instead, returns the payer of an unbilled
 // request, which keeps the usage report of usage (if not nil) from the
-// client.
-func (h *Handler) refusedPayer(rw *responseWriter, r *http.Request, op string, err error, usage *pricing.Usage) (payer, error) {
+// client. depleted says the store marked the account's refusal as the
+// first in an hour.
+func (h *Handler) refusedPayer(rw *responseWriter, r *http.Request, account, op string, err error, depleted bool, usage *pricing.Usage) (payer, error) {
 	rw.op = op
 	caddyhttp.SetVar(r.Context(), "tollgate.op", op)
+	var short *meter.InsufficientError
+	if depleted && errors.As(err, &short) {
+		h.app.tell(notify.Event{Type: notify.Depleted, Account: account, Balance: short.Balance})
+	}
 	forward, err := h.refused(rw.ResponseWriterWrapper.ResponseWriter, r, op, err)
 	if !forward {
 		return nil, err
@@ -239,15 +247,17 @@ func (h *Handler) hold(ctx context.Context, rw *responseWriter, r *http.Request,
 	receipt, err := h.app.store.Hold(ctx, hold)
 	observeSince(storeHold, start)
 	var short *meter.InsufficientError
-	if leases := h.app.leases; leases != nil && errors.As(err, &short) && short.Held > 0 {
+	depleted := errors.As(err, &short) && short.Depleted
+	if leases := h.app.leases; leases != nil && short != nil && short.Held > 0 {
 		// Leases give back what they hold before the request is refused.
 		err = leases.Drain(ctx, account, func() (err error) {
 			receipt, err = h.app.store.Hold(ctx, hold)
+			depleted = depleted || (errors.As(err, &short) && short.Depleted)
 			return err
 		})
 	}
 	if err != nil {
-		return h.refusedPayer(rw, r, op, err, c.Usage)
+		return h.refusedPayer(rw, r, account, op, err, depleted, c.Usage)
 	}
 	countPaid.Inc()
 	rw.op = op

@@ -94,7 +94,7 @@ type StoreTLS struct {
 
 // memoryStore is the process's memory store: balances live as long as the
 // process, across config reloads.
-var memoryStore = sync.OnceValue(func() *meter.Memory { return meter.NewMemory(meter.Config{}) })
+var memoryStore = sync.OnceValue(func() *meter.Memory { return meter.NewMemory(meter.Config{Moved: moved}) })
 
 // redisStores shares Redis stores, and their clients, across config reloads.
 var redisStores = caddy.NewUsagePool()
@@ -129,7 +129,7 @@ func (a *App) provisionStore(repl *caddy.Replacer) error {
 	if err != nil {
 		return fmt.Errorf("store redis: %w", err)
 	}
-	opts.Config = meter.Config{Retention: a.LedgerRetention}
+	opts.Config = meter.Config{Retention: a.LedgerRetention, Moved: moved}
 	opts.Unreplicated = metricUnreplicated.Inc
 	key, err := storeKey(cfg, repl, a.LedgerRetention)
 	if err != nil {

@@ -72,6 +72,10 @@ func (c *StripeConfig) seller(repl *caddy.Replacer, app *App) (*checkout.Seller,
 		CancelURL:     repl.ReplaceKnown(c.CancelURL, ""),
 		Instance:      repl.ReplaceKnown(instance, ""),
 		APIURL:        repl.ReplaceKnown(c.APIURL, ""),
+		Credited: func(account string, amount, balance int64) {
+			metricTokens.WithLabelValues("credited").Add(float64(amount))
+			app.credited(account, amount, balance)
+		},
 	}
 	for _, b := range c.Bundles {
 		cfg.Bundles = append(cfg.Bundles, checkout.Bundle{Name: b.Name, Price: b.Price, Tokens: b.Tokens})

@@ -44,6 +44,10 @@ type Config struct {
 
 	// APIURL is another Stripe API, such as stripe-mock; "" for Stripe's.
 	APIURL string
+
+	// Credited, when set, is told of each purchase credited: the account,
+	// the tokens and the balance after.
+	Credited func(account string, amount, balance int64)
 }
 
 // Metadata keys a Seller puts on a session and its PaymentIntent.

@@ -120,6 +120,9 @@ func (s *Seller) fulfil(ctx context.Context, sess *stripe.CheckoutSession) Outco
 	case r.Replayed:
 		return AlreadyCredited
 	}
+	if s.cfg.Credited != nil && r.Amount > 0 {
+		s.cfg.Credited(account, r.Amount, r.Balance)
+	}
 	return Credited
 }
 

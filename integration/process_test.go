@@ -37,8 +37,9 @@ func tollgateBinary(t *testing.T) string {
 
 // process is a gateway running as its own process.
 type process struct {
-	URL  string
-	cmd  *exec.Cmd
+	URL   string
+	Admin string // its admin endpoint, when startProcess started it
+	cmd   *exec.Cmd
 	done chan struct{} // closed once the process has been waited for
 }
 
@@ -47,7 +48,9 @@ type process struct {
 func startProcess(t *testing.T, srv *redistest.Server, g *gateway, site, globals string) *process {
 	t.Helper()
 	port, adminPort := freePort(t), freePort(t)
-	return runProcess(t, port, gatewayConfig(srv, g.prefix, adminPort, port, site, globals))
+	p := runProcess(t, port, gatewayConfig(srv, g.prefix, adminPort, port, site, globals))
+	p.Admin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	return p
 }
 
 // runProcess runs a gateway as its own process on a Caddyfile that serves
