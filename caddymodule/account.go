@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/tollgate-dev/tollgate/dashboard"
 	"github.com/tollgate-dev/tollgate/meter"
 )
 
@@ -19,8 +20,10 @@ func init() {
 
 // AccountHandler serves callers their own account: …/balance,
 // …/ledger?limit=&before= and …/usage?by=&from=&to=, for the account their
-// token names and no other, and …/prices, the site's price lines. Its
-// answers are never cached, and vary by the caller's credentials.
+// token names and no other, …/prices, the site's price lines, and, with
+// stripe, POST …/checkout. Its answers are never cached, and vary by the
+// caller's credentials. At …/ it serves the dashboard, a page that holds no
+// data and reads these.
 // It routes on the tail of the path, so it works under any prefix. Only GET
 // and HEAD are served.
 type AccountHandler struct {
@@ -47,6 +50,14 @@ func (h *AccountHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 	if isPreflight(r) {
 		return next.ServeHTTP(w, r)
 	}
+	tail := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
+	if dashboard.Has(tail) {
+		// The page holds no data: it is served to anyone.
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			dashboard.Serve(w, r, tail)
+		}
+		return nil
+	}
 	account, err := h.app.authenticate(r)
 	if err != nil {
 		countUnauthenticated.Inc()
@@ -56,7 +67,6 @@ func (h *AccountHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Vary", "Authorization, Cookie")
 	rd := meter.Read{Account: account, Mode: meter.Caller, Bonus: h.app.SignupBonus}
-	tail := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
 	if tail == "checkout" && h.app.seller != nil {
 		if allow(w, r, http.MethodPost) {
 			h.serveCheckout(w, r, account)

@@ -14,7 +14,8 @@ type priceLine struct {
 }
 
 // servePrices answers the price lines of the tollgate handlers in the site
-// that serves r, in the order they are tried, and where to buy more.
+// that serves r, in the order they are tried, the bundles on sale through
+// Stripe, and where to buy more.
 func (h *AccountHandler) servePrices(w http.ResponseWriter, r *http.Request) {
 	lines := []priceLine{}
 	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
@@ -25,10 +26,21 @@ func (h *AccountHandler) servePrices(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	type bundle struct {
+		Name   string `json:"name"`
+		Tokens int64  `json:"tokens"`
+	}
+	var bundles []bundle
+	if h.app.seller != nil {
+		for _, b := range h.app.seller.Bundles() {
+			bundles = append(bundles, bundle{b.Name, b.Tokens})
+		}
+	}
 	writeJSON(w, http.StatusOK, struct {
 		Prices   []priceLine `json:"prices"`
+		Bundles  []bundle    `json:"bundles,omitempty"`
 		TopupURL string      `json:"topup_url,omitempty"`
-	}{lines, h.app.TopupURL})
+	}{lines, bundles, h.app.TopupURL})
 }
 
 // siteTollgates returns the tollgate handlers of the site, among routes,

@@ -2,8 +2,9 @@
 # Runs every test: installs redis-server, redis-sentinel and redis-cli if
 # they are missing (the tests start their own servers, Sentinels and
 # Clusters), Node.js, npm and the jose package that TestJoseInterop mints
-# tokens with, and stripe-mock, which TestStripeCheckout makes Checkout
-# Sessions on, then go vet and go test -race.
+# tokens with, Chromium, which TestDashboard drives headless, and
+# stripe-mock, which the Stripe tests make Checkout Sessions on, then go vet
+# and go test -race.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,9 @@ fi
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	apt_install nodejs npm
+fi
+if ! command -v chromium >/dev/null; then
+	apt_install chromium
 fi
 # jose, at the version auth/testdata/jose/package-lock.json pins.
 npm ci --silent --prefix auth/testdata/jose
