@@ -122,7 +122,9 @@ func moved(account string, before, after int64) {
 }
 
 // tell emits a Caddy event tollgate.<type> and, when the notify block
-// names its type, sends the notification.
+// names its type, sends the notification. Event handlers run apart from
+// the request or the store operation that told, which never waits for
+// them.
 func (a *App) tell(e notify.Event) {
 	data := map[string]any{"account": e.Account, "balance": e.Balance}
 	if e.Threshold != nil {
@@ -132,7 +134,7 @@ func (a *App) tell(e notify.Event) {
 		data["amount"] = *e.Amount
 	}
 	if a.events != nil {
-		a.events.Emit(a.ctx, "tollgate."+e.Type, data)
+		go a.events.Emit(a.ctx, "tollgate."+e.Type, data)
 	}
 	if a.notifier != nil && (len(a.Notify.Events) == 0 || slices.Contains(a.Notify.Events, e.Type)) {
 		a.notifier.Send(e)

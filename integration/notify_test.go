@@ -255,3 +255,53 @@ func expectEvent(t *testing.T, want string) {
 		t.Fatalf("no event %q", want)
 	}
 }
+
+// TestNotifySurvivesReload keeps a notification that waits for its retry
+// across a config reload: the receiver, which refused it once, gets it
+// again under the same id from the new config.
+func TestNotifySurvivesReload(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newUpstream(t)
+	var mu sync.Mutex
+	var ids []string
+	arrived := make(chan struct{}, 10)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e notify.Event
+		_ = json.NewDecoder(r.Body).Decode(&e)
+		mu.Lock()
+		ids = append(ids, e.ID)
+		first := len(ids) == 1
+		mu.Unlock()
+		if first {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		arrived <- struct{}{}
+	}))
+	t.Cleanup(rcv.Close)
+	site := "tollgate 1\nreverse_proxy " + up.Listener.Addr().String()
+	config := func(threshold int) string {
+		return fmt.Sprintf("notify {\n\t\t\turl %s\n\t\t\tsecret %s\n\t\t\tlow_balance %d\n\t\t}", rcv.URL, notifySecret, threshold)
+	}
+	g := startGateway(t, srv, site, config(100))
+	resp, body := g.admin(t, "POST", "/accounts/reloaded/credit", `{"amount":5,"id":"c1"}`)
+	expectStatus(t, "credit", resp, body, http.StatusOK)
+	<-arrived // refused: it waits a second for its retry
+	port := strings.TrimPrefix(g.URL, "http://127.0.0.1:")
+	adminPort := strings.TrimPrefix(g.Admin, "http://127.0.0.1:")
+	var p, a int
+	fmt.Sscan(port, &p)
+	fmt.Sscan(adminPort, &a)
+	if err := load(t, gatewayConfig(srv, g.prefix, a, p, site, config(200))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the notification was lost in the reload")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ids) != 2 || ids[0] != ids[1] || ids[0] == "" {
+		t.Errorf("deliveries %q, want one id twice", ids)
+	}
+}

@@ -40,7 +40,7 @@ type process struct {
 	URL   string
 	Admin string // its admin endpoint, when startProcess started it
 	cmd   *exec.Cmd
-	done chan struct{} // closed once the process has been waited for
+	done  chan struct{} // closed once the process has been waited for
 }
 
 // startProcess runs a gateway as its own process on the same Redis keys as
