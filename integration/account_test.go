@@ -73,8 +73,13 @@ func TestCallerEndpoints(t *testing.T) {
 			t.Errorf("%s: Allow %q", method, resp.Header.Get("Allow"))
 		}
 	}
-	resp, body = g.do(t, "GET", "/account/", tok)
-	expectStatus(t, "the dashboard, planned", resp, body, http.StatusNotFound)
+	resp, body = g.do(t, "GET", "/account/", "")
+	expectStatus(t, "the dashboard", resp, body, http.StatusOK)
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || strings.Contains(body, "alice") {
+		t.Errorf("the dashboard: %s, holding %q", resp.Header.Get("Content-Type"), body)
+	}
+	resp, body = g.do(t, "GET", "/account/nothing-here", tok)
+	expectStatus(t, "an unknown resource", resp, body, http.StatusNotFound)
 	if p := decodeProblem(t, resp, body); p.Type != "urn:tollgate:problem:not-found" {
 		t.Errorf("problem %s", body)
 	}

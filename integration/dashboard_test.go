@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 	"github.com/tollgate-dev/tollgate/meter"
@@ -275,4 +277,48 @@ func TestDashboard(t *testing.T) {
 	waitFor(t, "the page to go to the checkout", func() bool {
 		return slices.Contains(requests(), "Document "+answer.URL)
 	})
+}
+
+// TestDashboardBasicAuth opens the dashboard behind basic_auth in account
+// mode: the browser's own credentials identify the caller, and no token is
+// asked for.
+func TestDashboardBasicAuth(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newUpstream(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("open sesame"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGatewayWith(t, srv, "account {http.auth.user.id}", fmt.Sprintf(`basic_auth {
+		carol %s
+	}
+	tollgate_account /account/*
+	tollgate 2
+	reverse_proxy %s`, hash, up.Listener.Addr().String()), "signup_bonus 50")
+	ctx, _ := browser(t)
+	// The credentials a browser sends once its user has logged in.
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("carol:open sesame"))
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
+		Headers: network.Headers{"Authorization": basic},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(g.URL+"/account/"), chromedp.WaitVisible(chromedp.ID("account"))); err != nil {
+		t.Fatal(err)
+	}
+	who, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("who")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	balance, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("balance")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signin, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("signin").hidden`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if who != "Account carol" || balance != "50" || !signin {
+		t.Errorf("behind basic_auth the page shows %q, balance %q, the token form hidden %v", who, balance, signin)
+	}
 }
