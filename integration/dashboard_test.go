@@ -18,6 +18,7 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/stripe/stripe-go/v82/webhook"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tollgate-dev/tollgate/internal/redistest"
@@ -85,9 +86,10 @@ func getJSON(t *testing.T, g *gateway, path, tok string, v any) {
 // its origin, and it cannot be framed.
 func TestDashboard(t *testing.T) {
 	srv := redistest.Start(t)
-	apiURL, _ := startStripeMock(t)
+	apiURL, rec := startStripeMock(t)
 	up := newUpstream(t)
 	g := startGateway(t, srv, fmt.Sprintf(`tollgate_account /account/*
+	tollgate_webhook /hooks/stripe
 	tollgate {
 		price /v1/expensive 10
 		price %q 3
@@ -277,6 +279,30 @@ func TestDashboard(t *testing.T) {
 	waitFor(t, "the page to go to the checkout", func() bool {
 		return slices.Contains(requests(), "Document "+answer.URL)
 	})
+
+	// Back from Stripe, the purchase shows as pending until its credit
+	// lands, then as arrived.
+	_, session := rec.last()
+	if err := chromedp.Do(ctx, chromedp.Navigate(g.URL+"/account/?paid=1"), chromedp.WaitVisible(chromedp.ID("pending"))); err != nil {
+		t.Fatal(err)
+	}
+	if banner := text("pending"); !strings.Contains(banner, "pending") {
+		t.Errorf("back from Stripe: %q", banner)
+	}
+	event, _ := json.Marshal(map[string]any{
+		"id": "evt_paid", "object": "event", "type": "checkout.session.completed", "livemode": false,
+		"data": map[string]any{"object": map[string]any{
+			"id": session, "object": "checkout.session", "payment_status": "paid", "client_reference_id": "viewer",
+			"metadata": map[string]string{"tollgate_account": "viewer", "tollgate_instance": "gw-test"},
+		}},
+	})
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: event, Secret: stripeWebhookSecret})
+	resp, body = g.post(t, "/hooks/stripe", "", string(signed.Payload), "Stripe-Signature", signed.Header)
+	expectStatus(t, "the payment's delivery", resp, body, http.StatusOK)
+	arrived, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.getElementById("pending").textContent.includes("arrived: 12,000 tokens")`))
+	if err != nil || !arrived {
+		t.Errorf("the purchase never showed as arrived: %q, %v", text("pending"), err)
+	}
 }
 
 // TestDashboardBasicAuth opens the dashboard behind basic_auth in account
