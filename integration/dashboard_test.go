@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -307,10 +308,13 @@ func TestDashboard(t *testing.T) {
 
 // TestDashboardBasicAuth opens the dashboard behind basic_auth in account
 // mode: the browser's own credentials identify the caller, and no token is
-// asked for.
+// asked for. With those credentials in the browser, another site's page can
+// neither make it buy (a form POST, text/plain, is refused) nor frame the
+// dashboard.
 func TestDashboardBasicAuth(t *testing.T) {
 	srv := redistest.Start(t)
 	up := newUpstream(t)
+	apiURL, rec := startStripeMock(t)
 	hash, err := bcrypt.GenerateFromPassword([]byte("open sesame"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
@@ -320,8 +324,16 @@ func TestDashboardBasicAuth(t *testing.T) {
 	}
 	tollgate_account /account/*
 	tollgate 2
-	reverse_proxy %s`, hash, up.Listener.Addr().String()), "signup_bonus 50")
-	ctx, _ := browser(t)
+	reverse_proxy %s`, hash, up.Listener.Addr().String()), fmt.Sprintf(`signup_bonus 50
+		stripe {
+			secret_key sk_test_123
+			webhook_secret %s
+			bundle starter price_1QxAbC 1000
+			success_url https://app.example/account/?paid=1
+			cancel_url https://app.example/account/
+			api_url %s
+		}`, stripeWebhookSecret, apiURL))
+	ctx, requests := browser(t)
 	// The credentials a browser sends once its user has logged in.
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("carol:open sesame"))
 	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
@@ -346,5 +358,54 @@ func TestDashboardBasicAuth(t *testing.T) {
 	}
 	if who != "Account carol" || balance != "50" || !signin {
 		t.Errorf("behind basic_auth the page shows %q, balance %q, the token form hidden %v", who, balance, signin)
+	}
+
+	// Another site (localhost is not 127.0.0.1's site) posts a form to
+	// …/checkout.
+	var statuses sync.Map // URL -> status of the documents the browser got
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*network.EventResponseReceived); ok && e.Type == network.ResourceTypeDocument {
+			statuses.Store(e.Response.URL, e.Response.Status)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if r.URL.Path == "/frame" {
+			fmt.Fprintf(w, `<iframe id="f" src="%s/account/"></iframe>`, g.URL)
+			return
+		}
+		fmt.Fprintf(w, `<form method="post" action="%s/account/checkout" enctype="text/plain">`+
+			`<input name='{"bundle":"starter","x":"' value='"}'></form><script>document.forms[0].submit()</script>`, g.URL)
+	}))
+	t.Cleanup(evil.Close)
+	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
+	if err := chromedp.Do(ctx, chromedp.Navigate(evilURL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the cross-site form's answer", func() bool {
+		_, ok := statuses.Load(g.URL + "/account/checkout")
+		return ok
+	})
+	if st, _ := statuses.Load(g.URL + "/account/checkout"); st != int64(http.StatusForbidden) {
+		t.Errorf("a cross-site form POST to checkout: status %v, want 403", st)
+	}
+	if form, _ := rec.last(); form != nil {
+		t.Errorf("a cross-site form made a checkout session: %v", form)
+	}
+	// The dashboard framed by a page of the same site (another port), so
+	// that the frame, if it rendered, would run in this tab: the frame's
+	// document arrives, and nothing of it runs.
+	before := len(requests())
+	if err := chromedp.Do(ctx, chromedp.Navigate(evil.URL+"/frame")); err != nil {
+		t.Fatal(err)
+	}
+	framed := requests()[before:]
+	if !slices.Contains(framed, "Document "+g.URL+"/account/") {
+		t.Fatalf("the frame did not ask for the dashboard: %v", framed)
+	}
+	if slices.Contains(framed, "Script "+g.URL+"/account/app.js") {
+		t.Errorf("another page framed the dashboard and ran its script: %v", framed)
 	}
 }
