@@ -96,18 +96,7 @@ func TestDashboard(t *testing.T) {
 		price %q 3
 		price * 1
 	}
-	reverse_proxy %s`, xssRoute, up.Listener.Addr().String()), fmt.Sprintf(`lease off
-		topup_url https://app.example/buy
-		stripe {
-			secret_key sk_test_123
-			webhook_secret %s
-			bundle starter price_1QxAbC 1000
-			bundle pro price_1QyDeF 12000
-			success_url https://app.example/account/?paid=1
-			cancel_url https://app.example/account/
-			instance gw-test
-			api_url %s
-		}`, stripeWebhookSecret, apiURL))
+	reverse_proxy %s`, xssRoute, up.Listener.Addr().String()), "lease off\n\t\ttopup_url https://app.example/buy\n\t\t"+stripeBlock(apiURL))
 	tok := token(t, "viewer")
 	resp, body := g.admin(t, "POST", "/accounts/viewer/credit", fmt.Sprintf(`{"amount":5000,"id":"fund","reason":%q}`, xssReason))
 	expectStatus(t, "credit", resp, body, http.StatusOK)
@@ -324,15 +313,7 @@ func TestDashboardBasicAuth(t *testing.T) {
 	}
 	tollgate_account /account/*
 	tollgate 2
-	reverse_proxy %s`, hash, up.Listener.Addr().String()), fmt.Sprintf(`signup_bonus 50
-		stripe {
-			secret_key sk_test_123
-			webhook_secret %s
-			bundle starter price_1QxAbC 1000
-			success_url https://app.example/account/?paid=1
-			cancel_url https://app.example/account/
-			api_url %s
-		}`, stripeWebhookSecret, apiURL))
+	reverse_proxy %s`, hash, up.Listener.Addr().String()), "signup_bonus 50\n\t\t"+stripeBlock(apiURL))
 	ctx, requests := browser(t)
 	// The credentials a browser sends once its user has logged in.
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("carol:open sesame"))

@@ -92,6 +92,22 @@ func startStripeMock(t *testing.T) (string, *stripeRecorder) {
 	return srv.URL, rec
 }
 
+// stripeBlock is the stripe block of the global option for the Stripe API
+// at apiURL: two bundles, starter (1,000 tokens) and pro (12,000), for the
+// instance gw-test.
+func stripeBlock(apiURL string) string {
+	return fmt.Sprintf(`stripe {
+			secret_key sk_test_123
+			webhook_secret %s
+			bundle starter price_1QxAbC 1000
+			bundle pro price_1QyDeF 12000
+			success_url https://app.example/account/?paid=1
+			cancel_url https://app.example/account/
+			instance gw-test
+			api_url %s
+		}`, stripeWebhookSecret, apiURL)
+}
+
 // stripeRecorder is what the proxy in front of stripe-mock saw.
 type stripeRecorder struct {
 	mu       sync.Mutex
@@ -142,16 +158,7 @@ func TestStripeCheckout(t *testing.T) {
 	g := startGateway(t, srv, `tollgate_account /account/*
 	tollgate_webhook /hooks/stripe
 	tollgate 1
-	reverse_proxy `+up.Listener.Addr().String(), fmt.Sprintf(`stripe {
-			secret_key sk_test_123
-			webhook_secret %s
-			bundle starter price_1QxAbC 1000
-			bundle pro price_1QyDeF 12000
-			success_url https://app.example/account/?paid=1
-			cancel_url https://app.example/account/
-			instance gw-test
-			api_url %s
-		}`, stripeWebhookSecret, apiURL))
+	reverse_proxy `+up.Listener.Addr().String(), stripeBlock(apiURL))
 	tok := token(t, "buyer")
 	jsonType := []string{"Content-Type", "application/json"}
 
