@@ -355,6 +355,7 @@ func parseJWT(d *caddyfile.Dispenser) (*JWTConfig, error) {
 //	tollgate [<matcher>] {
 //		price <matcher> <amount>
 //		refund_on <condition>…
+//		shadow
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	handler := new(Handler)
@@ -421,6 +422,11 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 				return nil, h.Err(err.Error())
 			}
 			handler.RefundOn = conds
+		case "shadow":
+			if h.NextArg() {
+				return nil, h.ArgErr()
+			}
+			handler.Shadow = true
 		default:
 			return nil, h.Errf("unknown tollgate subdirective %q", h.Val())
 		}

@@ -38,6 +38,12 @@ type Handler struct {
 	// status code, or "error". Default: ["5xx"].
 	RefundOn []string `json:"refund_on,omitempty"`
 
+	// Shadow prices and counts every request as usual but charges nothing
+	// and calls no store: what each would have cost goes to
+	// tollgate_shadow_tokens_total{route} and the var tollgate.shadow. It is
+	// how a price is tried on live traffic. Default: false.
+	Shadow bool `json:"shadow,omitempty"`
+
 	app      *App
 	refundOn refundSet
 	logger   *zap.Logger
@@ -143,6 +149,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		countFree.Inc()
 		caddyhttp.SetVar(r.Context(), "tollgate.charged", 0)
 		return next.ServeHTTP(rw, r)
+	}
+	if h.Shadow {
+		countShadow.Inc()
+		return h.shadow(rw, r, next, price)
 	}
 
 	// The store stays open for this request even if a config reload

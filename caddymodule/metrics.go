@@ -15,6 +15,7 @@ const (
 	outcomeInsufficient    = "insufficient"
 	outcomeStoreError      = "store_error"
 	outcomeUnbilled        = "unbilled"
+	outcomeShadow          = "shadow"
 )
 
 // Tollgate's metrics. They are made once and registered in each config's
@@ -53,6 +54,10 @@ var (
 		Name: "tollgate_stripe_events_total",
 		Help: "Stripe event deliveries, by outcome: credited, debited, refused, ignored_… and the rest.",
 	}, []string{"outcome"})
+	metricShadowTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_shadow_tokens_total",
+		Help: "Tokens that requests under a shadow tollgate would have cost, by price line.",
+	}, []string{"route"})
 	metricNotifications = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_notifications_total",
 		Help: "Notification delivery attempts, by event and outcome: delivered, retried, expired, dropped.",
@@ -71,6 +76,7 @@ var (
 	countInsufficient    = metricRequests.WithLabelValues(outcomeInsufficient)
 	countStoreError      = metricRequests.WithLabelValues(outcomeStoreError)
 	countUnbilled        = metricRequests.WithLabelValues(outcomeUnbilled)
+	countShadow          = metricRequests.WithLabelValues(outcomeShadow)
 	tokensCharged        = metricTokens.WithLabelValues("charged")
 	tokensRefunded       = metricTokens.WithLabelValues("refunded")
 	storeCharge          = metricStoreDuration.WithLabelValues("charge")
@@ -83,7 +89,7 @@ var (
 
 // registerMetrics registers the metrics in a config's registry.
 func registerMetrics(registry *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{metricRequests, metricTokens, metricStoreDuration, metricUsageCapped, metricUnsettled, metricUnreplicated, metricLeaseFlushes, metricLeaseUnbilled, metricStripeEvents, metricNotifications} {
+	for _, c := range []prometheus.Collector{metricRequests, metricTokens, metricStoreDuration, metricUsageCapped, metricUnsettled, metricUnreplicated, metricLeaseFlushes, metricLeaseUnbilled, metricStripeEvents, metricNotifications, metricShadowTokens} {
 		if err := registry.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}

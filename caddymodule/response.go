@@ -23,7 +23,8 @@ type responseWriter struct {
 
 	// meter is the hold of a request under a compound price, or nil.
 	meter *held
-	head  bool // a HEAD request: it has no body to meter
+	head  bool  // a HEAD request: it has no body to meter
+	sent  int64 // the body bytes written, when there is no meter
 }
 
 // WriteHeader sets Tollgate's headers, then writes the status. An
@@ -59,7 +60,9 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.meter == nil || w.head {
-		return w.ResponseWriterWrapper.Write(b)
+		n, err := w.ResponseWriterWrapper.Write(b)
+		w.sent += int64(n)
+		return n, err
 	}
 	n, cut := w.meter.grant(&w.meter.resp, int64(len(b)))
 	n = min(n, int64(len(b)))
@@ -80,7 +83,9 @@ func (w *responseWriter) ReadFrom(src io.Reader) (int64, error) {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.meter == nil || w.head {
-		return w.ResponseWriterWrapper.ReadFrom(src)
+		n, err := w.ResponseWriterWrapper.ReadFrom(src)
+		w.sent += n
+		return n, err
 	}
 	var total int64
 	var buf []byte
