@@ -196,3 +196,6 @@ func parseNotify(d *caddyfile.Dispenser) (*NotifyConfig, error) {
 	}
 	return c, nil
 }
+
+// Interface guards
+var _ caddy.Destructor = sharedNotifier{}
