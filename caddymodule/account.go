@@ -45,7 +45,8 @@ func (h *AccountHandler) Provision(ctx caddy.Context) error {
 	return err
 }
 
-// ServeHTTP answers the caller's balance, ledger or usage.
+// ServeHTTP serves the dashboard to anyone, and the caller their own
+// balance, ledger, usage, prices and checkout.
 func (h *AccountHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if isPreflight(r) {
 		return next.ServeHTTP(w, r)
