@@ -305,3 +305,66 @@ func TestNotifySurvivesReload(t *testing.T) {
 		t.Errorf("deliveries %q, want one id twice", ids)
 	}
 }
+
+// TestNotifyCrash measures what a crash of the gateway that queued
+// notifications loses: the queue is in its memory, so every notification
+// it had not delivered yet.
+func TestNotifyCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway")
+	}
+	srv := redistest.Start(t)
+	up := newUpstream(t)
+	var mu sync.Mutex
+	refuse := true
+	delivered := map[string]bool{}
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e notify.Event
+		_ = json.NewDecoder(r.Body).Decode(&e)
+		mu.Lock()
+		defer mu.Unlock()
+		if refuse {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		delivered[e.ID] = true
+	}))
+	t.Cleanup(rcv.Close)
+	site := "tollgate 1\nreverse_proxy " + up.Listener.Addr().String()
+	globals := fmt.Sprintf("notify {\n\t\t\turl %s\n\t\t\tsecret %s\n\t\t}", rcv.URL, notifySecret)
+	g := startGateway(t, srv, site, "")
+	victim := startProcess(t, srv, g, site, globals)
+	const queued = 20
+	for i := range queued {
+		resp, err := http.Post(victim.Admin+"/tollgate/accounts/crash/credit", "application/json",
+			strings.NewReader(fmt.Sprintf(`{"amount":1,"id":"c%d"}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	victim.kill()
+	mu.Lock()
+	refuse = false
+	mu.Unlock()
+	// A gateway started on the same config has its own, empty queue; the
+	// barrier is its own credit, delivered at once.
+	next := startProcess(t, srv, g, site, globals)
+	resp, err := http.Post(next.Admin+"/tollgate/accounts/crash/credit", "application/json", strings.NewReader(`{"amount":1,"id":"after"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "the new gateway's notification", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(delivered) > 0
+	})
+	mu.Lock()
+	lost := queued + 1 - len(delivered)
+	mu.Unlock()
+	t.Logf("a crash lost %d of %d notifications the gateway had queued", lost, queued)
+	if lost != queued {
+		t.Errorf("%d lost, want all %d that were queued", lost, queued)
+	}
+}
