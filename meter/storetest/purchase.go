@@ -1,7 +1,11 @@
 package storetest
 
 import (
+	"context"
+	"fmt"
 	"math/big"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/meter"
@@ -126,6 +130,54 @@ func testPurchases(t *testing.T, f Factory) {
 		},
 	} {
 		isErr(t, name, fn(), meter.ErrInvalid)
+	}
+	checkInvariant(t, s, "alice", false)
+	clean(t, s, "alice")
+}
+
+// testConcurrentPurchases delivers one paid session 50 times at once, and
+// one refund of it 50 times at once, among 50 charges of 1: the purchase
+// is credited exactly once and its refund taken back exactly once.
+func testConcurrentPurchases(t *testing.T, f Factory) {
+	s, _ := fresh(t, f)
+	must(struct{}{}, s.RecordPurchase(ctx(t), meter.Purchase{Account: "alice", Session: "cs", Bundle: "b", Quantity: 1, Tokens: 1000, Total: 100}))(t)
+	const n = 50
+	var credits, refunds, charged atomic.Int64
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			call(func(c context.Context) {
+				r, err := s.FulfilPurchase(c, meter.Fulfil{Account: "alice", Session: "cs", ID: "stripe:cs"})
+				if err == nil && !r.Replayed {
+					credits.Add(1)
+				}
+			})
+		})
+		wg.Go(func() {
+			call(func(c context.Context) {
+				r, err := s.RefundPurchase(c, meter.PurchaseRefund{Account: "alice", Session: "cs", ID: "re", Amount: 10})
+				if err == nil && !r.Replayed && r.Amount == 100 {
+					refunds.Add(1)
+				}
+			})
+		})
+		wg.Go(func() {
+			call(func(c context.Context) {
+				if _, err := s.Charge(c, meter.Charge{Account: "alice", Op: fmt.Sprint("op", i), Amount: 1}); err == nil {
+					charged.Add(1)
+				}
+			})
+		})
+	}
+	wg.Wait()
+	// The refund of 10 of 100 takes 100 tokens: out of the credit when it
+	// came first, from the balance when it came after.
+	a := account(t, s, "alice")
+	if credits.Load() != 1 || refunds.Load() != 1 {
+		t.Errorf("%d credits and %d refunds of 100 applied, want 1 and 1", credits.Load(), refunds.Load())
+	}
+	if a.Balance != 900-charged.Load() || a.Credited-a.Debited != 900 {
+		t.Errorf("after %d charges: %+v, want 900 less the charges", charged.Load(), a)
 	}
 	checkInvariant(t, s, "alice", false)
 	clean(t, s, "alice")

@@ -84,6 +84,7 @@ func Run(t *testing.T, f Factory) {
 		{"Usage", testUsage},
 		{"UsageBuckets", testUsageBuckets},
 		{"Purchases", testPurchases},
+		{"ConcurrentPurchases", testConcurrentPurchases},
 		{"Moved", testMoved},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, f) })
