@@ -251,6 +251,26 @@ func TestDashboard(t *testing.T) {
 	}
 	t.Logf("screenshot: %s", shot)
 
+	// On a phone's width the page does not overflow sideways: only the
+	// ledger's own box scrolls.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844)); err != nil {
+		t.Fatal(err)
+	}
+	fits, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`))
+	if err != nil || !fits {
+		t.Errorf("at 390 px the page is wider than the screen: %v", err)
+	}
+	phone, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), "dashboard-phone.png"), phone, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1200, 900)); err != nil {
+		t.Fatal(err)
+	}
+
 	// Every request the page made stayed on its origin.
 	for _, r := range requests() {
 		if _, u, _ := strings.Cut(r, " "); !strings.HasPrefix(u, g.URL+"/account/") {
