@@ -157,28 +157,37 @@ func (g *chaosGateway) settled(t *testing.T, ids ...string) []meter.Account {
 }
 
 // leased returns how many requests of the accounts their leases charged,
-// from their ledgers' newest 1,000 entries, read through the admin API.
+// from their whole ledgers, read page by page through the admin API.
 func (g *chaosGateway) leased(t *testing.T, ids ...string) int64 {
 	t.Helper()
 	var n int64
 	for _, id := range ids {
-		status, body, err := g.adminCall("GET", "/accounts/"+url.PathEscape(id)+"/ledger?limit=1000", "")
-		var page struct {
-			Entries []struct {
-				Kind   string `json:"kind"`
-				Detail struct {
-					Count int64  `json:"count"`
-					Lease string `json:"lease"`
-				} `json:"detail"`
-			} `json:"entries"`
-		}
-		if err != nil || status != http.StatusOK || json.Unmarshal([]byte(body), &page) != nil {
-			t.Fatalf("reading the ledger of %s: %d %v %s", id, status, err, body)
-		}
-		for _, e := range page.Entries {
-			if e.Kind == meter.KindCharge && e.Detail.Lease != "" {
-				n += e.Detail.Count
+		before := ""
+		for {
+			status, body, err := g.adminCall("GET", "/accounts/"+url.PathEscape(id)+"/ledger?limit=1000&before="+url.QueryEscape(before), "")
+			var page struct {
+				Entries []struct {
+					ID     string `json:"id"`
+					Kind   string `json:"kind"`
+					Detail struct {
+						Count int64  `json:"count"`
+						Lease string `json:"lease"`
+					} `json:"detail"`
+				} `json:"entries"`
+				Next *string `json:"next"`
 			}
+			if err != nil || status != http.StatusOK || json.Unmarshal([]byte(body), &page) != nil {
+				t.Fatalf("reading the ledger of %s: %d %v %s", id, status, err, body)
+			}
+			for _, e := range page.Entries {
+				if e.Kind == meter.KindCharge && e.Detail.Lease != "" {
+					n += e.Detail.Count
+				}
+			}
+			if page.Next == nil {
+				break
+			}
+			before = *page.Next
 		}
 	}
 	return n
