@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tollgate-dev/tollgate/lease"
 	"github.com/tollgate-dev/tollgate/meter"
@@ -40,18 +41,11 @@ func (h *Handler) pay(ctx context.Context, rw *responseWriter, r *http.Request, 
 		Line:    price.line(),
 		Bonus:   h.app.SignupBonus,
 	}
-	start := time.Now()
-	receipt, err := h.app.store.Charge(ctx, c)
-	observeSince(storeCharge, start)
-	var short *meter.InsufficientError
-	depleted := errors.As(err, &short) && short.Depleted
-	if leases != nil && short != nil && short.Held > 0 {
-		err = leases.Drain(ctx, account, func() (err error) {
-			receipt, err = h.app.store.Charge(ctx, c)
-			depleted = depleted || (errors.As(err, &short) && short.Depleted)
-			return err
-		})
-	}
+	var receipt meter.Receipt
+	depleted, err := h.attempt(ctx, account, time.Now(), storeCharge, func() (err error) {
+		receipt, err = h.app.store.Charge(ctx, c)
+		return err
+	})
 	if err != nil {
 		return h.refusedPayer(rw, r, account, c.Op, err, depleted, nil)
 	}
@@ -81,6 +75,26 @@ func (h *Handler) paid(p *perRequest, rw *responseWriter, r *http.Request, op st
 	caddyhttp.SetVar(r.Context(), "tollgate.op", op)
 	caddyhttp.SetVar(r.Context(), "tollgate.charged", &p.charged)
 	caddyhttp.SetVar(r.Context(), "tollgate.balance", &p.balance)
+}
+
+// attempt makes an up-front charge or hold with try, timing its first call,
+// sent at start, in observer. Refused for the balance while tokens are
+// held, it waits for lease holders to give theirs back and tries again. It
+// reports whether the store marked a refusal as the account's first in an
+// hour.
+func (h *Handler) attempt(ctx context.Context, account string, start time.Time, observer prometheus.Observer, try func() error) (depleted bool, err error) {
+	err = try()
+	observeSince(observer, start)
+	var short *meter.InsufficientError
+	depleted = errors.As(err, &short) && short.Depleted
+	if leases := h.app.leases; leases != nil && short != nil && short.Held > 0 {
+		err = leases.Drain(ctx, account, func() error {
+			err := try()
+			depleted = depleted || (errors.As(err, &short) && short.Depleted)
+			return err
+		})
+	}
+	return depleted, err
 }
 
 // refusedPayer answers a request whose up-front payment failed, or, when
@@ -243,19 +257,12 @@ func (h *Handler) hold(ctx context.Context, rw *responseWriter, r *http.Request,
 		Line:    price.line(),
 		Bonus:   h.app.SignupBonus,
 	}
+	var receipt meter.Receipt
 	start := time.Now()
-	receipt, err := h.app.store.Hold(ctx, hold)
-	observeSince(storeHold, start)
-	var short *meter.InsufficientError
-	depleted := errors.As(err, &short) && short.Depleted
-	if leases := h.app.leases; leases != nil && short != nil && short.Held > 0 {
-		// Leases give back what they hold before the request is refused.
-		err = leases.Drain(ctx, account, func() (err error) {
-			receipt, err = h.app.store.Hold(ctx, hold)
-			depleted = depleted || (errors.As(err, &short) && short.Depleted)
-			return err
-		})
-	}
+	depleted, err := h.attempt(ctx, account, start, storeHold, func() (err error) {
+		receipt, err = h.app.store.Hold(ctx, hold)
+		return err
+	})
 	if err != nil {
 		return h.refusedPayer(rw, r, account, op, err, depleted, c.Usage)
 	}

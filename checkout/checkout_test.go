@@ -348,6 +348,19 @@ func TestRefundsAndDisputes(t *testing.T) {
 		t.Errorf("bob: %d, want 12000 less a quarter", b)
 	}
 
+	// Store down: 503, then taken back once on redelivery.
+	h.store.down.Store(true)
+	st, out = h.deliver("refund.created", refund("re_5", "pi_"+cs2, 100, "succeeded"), nil)
+	expect(t, "a refund with the store down", st, out, 503, checkout.StoreDown)
+	h.store.down.Store(false)
+	for i, want := range []checkout.Outcome{checkout.Debited, checkout.AlreadyDebited} {
+		st, out = h.deliver("refund.created", refund("re_5", "pi_"+cs2, 100, "succeeded"), nil)
+		expect(t, fmt.Sprint("the refund redelivered, ", i+1), st, out, 200, want)
+	}
+	if b := h.balance("bob"); b != 7800 {
+		t.Errorf("bob after a refund of a tenth: %d, want 9000 less 1200", b)
+	}
+
 	st, out = h.deliver("refund.created", refund("re_3", "pi_unknown", 100, "succeeded"), nil)
 	expect(t, "a refund of a payment Tollgate did not sell", st, out, 200, checkout.UnknownPurchase)
 	h.stripe.down.Store(true)
